@@ -96,7 +96,9 @@ struct ost_ops {
 	/* Ranged GET: read up to `len` bytes of `key` from byte `off` into
 	 * `buf`; *got is set to the bytes read, which is less than `len` only
 	 * at the end of the object (0 when off >= size).  If `info` is
-	 * non-NULL it receives the object's info. */
+	 * non-NULL it receives the object's info.  (The fault wrapper's
+	 * short_read breaks the "only at the end" rule on purpose; ost_get()
+	 * copes, raw OST_GET requests see it.) */
 	int (*get)(void *priv, const char *key, uint64_t off, void *buf,
 		   size_t len, size_t *got, struct ost_info *info);
 
@@ -145,7 +147,25 @@ void ost_backend_free(struct ost_backend *be);
  * go to a temporary file under DIR/.cloudh5/tmp/ and are rename(2)d into
  * place, so they are atomic.  Keys whose components cannot be file names
  * ("", ".", "..") are escaped; no key ever resolves outside DIR.  The
- * directory must exist (-ENOENT otherwise). */
+ * directory must exist (-ENOENT otherwise).
+ *
+ * Where it differs from S3 (details in local.c):
+ *   - a component is escaped by one leading '%' when it is "", ".", "..",
+ *     starts with '%', or is "tmp" right below ".cloudh5"; escaped it may
+ *     be at most 255 bytes, else -ENAMETOOLONG;
+ *   - "dir/" is the directory DIR/dir: PUT with 0 bytes is mkdir -p (other
+ *     sizes -EINVAL), HEAD/GET find it whenever the directory exists, DELETE
+ *     removes it only when empty (and succeeds either way), LIST shows every
+ *     directory as the object "dir/" (size 0) and, with delimiter "/", as
+ *     the common prefix "dir/";
+ *   - a key cannot be an object and a prefix at once: PUT "a/b" when "a" is
+ *     an object -> -ENOTDIR; PUT "a" when "a/" exists -> -EISDIR (-EEXIST
+ *     under OST_PUT_IF_NONE_MATCH);
+ *   - DELETE leaves empty parent directories (they stay visible as "dir/")
+ *     except below ".cloudh5/", where they are removed;
+ *   - ETag is "<inode>-<mtime ns>-<size>" in hex; if_match is atomic only
+ *     among writers of one instance (IF_NONE_MATCH is race-free always);
+ *   - no fsync: atomic against readers and crashes, not power loss. */
 int ost_local_new(const char *dir, struct ost_backend **out);
 
 /* An in-memory store for unit tests; ETags are a change counter. */
@@ -155,21 +175,25 @@ int ost_mem_new(struct ost_backend **out);
 struct ost_fault_cfg {
 	unsigned fail_nth;  /* fail the Nth call (1-based) counted over the
 			       ops in op_mask... */
-	unsigned fail_count; /* ...and this many calls after it (0 = 1) */
+	unsigned fail_count; /* ...and so many calls in all from the Nth on:
+				calls N .. N+fail_count-1 fail (0 = 1) */
 	int fail_errno;	    /* positive errno to fail with (default EIO) */
 	unsigned op_mask;   /* bit (1 << enum ost_op); 0 = all ops */
-	unsigned delay_ms;  /* sleep before every call */
-	size_t short_read;  /* a GET returns at most this many bytes (the
-			       caller must loop) */
+	unsigned delay_ms;  /* sleep before every call in op_mask */
+	size_t short_read;  /* every GET returns at most this many bytes
+			       (the caller must loop), whatever op_mask */
 	unsigned stop_nth;  /* at the Nth counted call, block forever (for
 			       crash tests that kill -9 the daemon there) */
 };
 
-/* Parse "fail_nth=5,fail_errno=5,ops=put+del,delay_ms=10,short_read=100,
- * stop_nth=3" into *cfg.  Returns -EINVAL naming nothing secret. */
+/* Parse "fail_nth=5,fail_count=2,fail_errno=5,ops=put+del,delay_ms=10,
+ * short_read=100,stop_nth=3" into *cfg (ops: get put head list del copy
+ * all, joined by '+').  Returns 0, or -EINVAL after logging the bad field;
+ * *cfg is untouched then. */
 int ost_fault_parse(const char *spec, struct ost_fault_cfg *cfg);
 
-/* Wrap `inner` (ownership passes to the wrapper) with injected faults. */
+/* Wrap `inner` (ownership passes to the wrapper, also on failure) with
+ * injected faults. */
 int ost_fault_new(struct ost_backend *inner, const struct ost_fault_cfg *cfg,
 		  struct ost_backend **out);
 
@@ -189,7 +213,9 @@ int ost_open_url(const char *url, const char *fault_spec, unsigned nthreads,
 		 struct ost **out);
 
 /* Wait for every submitted request to complete, stop the pool and free the
- * store.  NULL is a no-op. */
+ * store.  NULL is a no-op.  Queued requests still run; a completion that
+ * submits a follow-up meanwhile gets -ESHUTDOWN.  Must not be called from a
+ * completion callback. */
 void ost_free(struct ost *st);
 
 enum ost_op {
@@ -234,15 +260,25 @@ struct ost_req {
 };
 
 /* Queue `req` for a pool worker.  Never blocks on I/O.  Returns 0, or
- * -ESHUTDOWN after ost_free() began (then `done` is not called). */
+ * -ESHUTDOWN after ost_free() began, or -EINVAL when req->done is NULL (then
+ * `done` is not called).  Bad keys or arguments complete with req->rc =
+ * -EINVAL.  OST_GET returns what the backend returned: it may be short of
+ * `len` before the end of the object (see short_read), so async readers
+ * compare got with info.size. */
 int ost_submit(struct ost *st, struct ost_req *req);
 
 /* Synchronous helpers: submit and wait.  Same meaning and errors as the ops
- * above.  Must not be called from a completion callback. */
+ * above.  Must not be called from a completion callback.
+ *
+ * ost_get() repeats the GET until `len` bytes or the end of the object, so a
+ * short read never reaches the caller; if the object is replaced between
+ * two of those GETs (ETag changes) it starts over, and after a few tries
+ * fails with -EIO.  On error *got is 0 and buf is undefined. */
 int ost_get(struct ost *st, const char *key, uint64_t off, void *buf,
 	    size_t len, size_t *got, struct ost_info *info);
-/* GET the whole object into a malloc'd buffer (*data, caller frees) of *len
- * bytes; `max` bounds the size accepted (-EFBIG beyond). */
+/* GET the whole object into a malloc'd buffer (*data, caller frees; never
+ * NULL on success, also for 0 bytes) of *len bytes; `max` bounds the size
+ * accepted (-EFBIG beyond).  On error *data and *len are untouched. */
 int ost_get_all(struct ost *st, const char *key, size_t max, void **data,
 		size_t *len, struct ost_info *info);
 int ost_put(struct ost *st, const char *key, const struct ost_body *body,
@@ -250,6 +286,9 @@ int ost_put(struct ost *st, const char *key, const struct ost_body *body,
 int ost_put_buf(struct ost *st, const char *key, const void *buf, size_t len,
 		struct ost_info *info);
 int ost_head(struct ost *st, const char *key, struct ost_info *info);
+/* ost_list() overwrites *res (zeroed on error).  The token of a page is its
+ * last item (key or common prefix): the next page holds what sorts after
+ * it.  prefix and delimiter may be NULL (= ""). */
 int ost_list(struct ost *st, const char *prefix, const char *delimiter,
 	     const char *token, size_t max_keys, struct ost_list_result *res);
 int ost_delete(struct ost *st, const char *key);
