@@ -18,7 +18,6 @@ assertion, so a run in fake mode never reports success: the runner exits 77
 
 import collections
 import difflib
-import math
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -222,7 +222,10 @@ class Workspace:
         finally:
             if self.mount.proc is not None:
                 self.mount._kill()
-            if et is None and not os.environ.get("CH5_KEEP"):
+            if _is_mounted(self.mntdir) and not FAKE:
+                # Never rm -rf through a live mount.
+                print("  %s is still mounted; workspace kept" % self.mntdir)
+            elif et is None and not os.environ.get("CH5_KEEP"):
                 shutil.rmtree(self.root, ignore_errors=True)
             else:
                 print("  workspace kept: %s" % self.root)
@@ -260,6 +263,19 @@ def parse_size(s):
     if s and s[-1].upper() in mult:
         return int(s[:-1]) * mult[s[-1].upper()]
     return int(s)
+
+
+def watchdog_fire(name, seconds):
+    """A test ran past its time: kill the daemons so that system calls
+    stuck on their mounts fail (ENOTCONN) instead of hanging until CTest
+    kills everything and leaves the mounts behind."""
+    print("WATCHDOG: %s still running after %d s; killing mount.cloudh5 "
+          "(pids %s)" % (name, seconds, [m.proc.pid for m in _LIVE
+                                         if m.proc is not None]))
+    sys.stdout.flush()
+    for m in list(_LIVE):
+        if m.proc is not None and m.proc.poll() is None:
+            m.proc.kill()
 
 
 def cleanup_all():
@@ -668,9 +684,14 @@ class Runner:
             return None
         del _LOGS[:]
         t = time.monotonic()
+        limit = int(os.environ.get("CH5_TEST_TIMEOUT", "420"))
+        dog = threading.Timer(limit, watchdog_fire, (name, limit))
+        dog.daemon = True
+        dog.start()
         try:
             r = fn(*a, **kw)
         except Exception as e:
+            dog.cancel()
             dt = time.monotonic() - t
             self.failed.append(name)
             print("FAIL %s (%.1fs)" % (name, dt))
@@ -681,6 +702,7 @@ class Runner:
             self.dump_logs()
             sys.stdout.flush()
             return None
+        dog.cancel()
         dt = time.monotonic() - t
         self.passed.append(name)
         print("PASS %s (%.1fs)%s" % (name, dt, " - " + r
