@@ -1,0 +1,98 @@
+/*
+ * h5m_int.h - internals of hdf5map shared by its .c files.
+ *
+ * The in-memory manifest is built to hold 1,000,000 extents in about 40 MB:
+ * one 32-byte struct h5m_ext per extent plus the key suffixes ("12.7",
+ * "b3", "1048576") NUL-terminated in one arena.  Key prefixes (everything up
+ * to and including the last '/', e.g. ".cloudh5/c/run/x.h5/g1-ab/temp/") are
+ * stored once each in a prefix table in the same arena.
+ */
+#ifndef CH5_H5M_INT_H
+#define CH5_H5M_INT_H
+
+#include <hdf5.h>
+#include <stdint.h>
+
+#include "h5m.h"
+
+#define H5M_PREFIX_MAX 16384 /* longest key prefix, bytes */
+#define H5M_SUFFIX_MAX 4096  /* longest key suffix, bytes */
+
+/* One object of the file: bytes [off, off+len) live in object
+ * prefix[prefix] + arena[suffix]. */
+struct h5m_ext {
+	uint64_t off;
+	uint64_t len;
+	uint64_t skel;	 /* skeleton bytes that precede `off` in the file */
+	uint32_t prefix; /* index into h5m_manifest.pfx */
+	uint32_t suffix; /* offset of the NUL-terminated suffix in arena */
+};
+_Static_assert(sizeof(struct h5m_ext) == 32, "h5m_ext is 32 bytes");
+
+struct h5m_manifest {
+	uint64_t generation;
+	uint64_t file_size;
+	struct h5m_ext *ext; /* sorted by off, non-overlapping */
+	size_t n_ext;
+	size_t cap_ext;
+	uint32_t *pfx; /* arena offsets of the NUL-terminated prefixes */
+	size_t n_pfx;
+	size_t cap_pfx;
+	char *arena;
+	size_t arena_len;
+	size_t arena_cap;
+	uint8_t *skel; /* the skeleton: every byte in no extent, in order */
+	uint64_t skel_len;
+	size_t skel_cap;
+};
+
+/* Builder used by plan (and the tests).  All return 0 or -ENOMEM/-EINVAL;
+ * after an error the manifest is still valid and must be freed. */
+struct h5m_manifest *h5m_manifest_new(uint64_t generation,
+				      uint64_t file_size);
+/* Intern a key prefix of `len` bytes; *id receives its index. */
+int h5m_manifest_add_prefix(struct h5m_manifest *m, const char *s,
+			    size_t len, uint32_t *id);
+/* Append an extent; it must start at or after the end of the last one. The
+ * skeleton bytes in between must already have been appended. */
+int h5m_manifest_add_extent(struct h5m_manifest *m, uint64_t off,
+			    uint64_t len, uint32_t prefix,
+			    const char *suffix, size_t suffix_len);
+/* Reserve `len` more skeleton bytes; *dst receives where to write them. */
+int h5m_manifest_add_skel(struct h5m_manifest *m, uint64_t len,
+			  uint8_t **dst);
+/* Check that extents and skeleton account for exactly file_size bytes. */
+int h5m_manifest_check(const struct h5m_manifest *m);
+
+/* The library-wide libhdf5 lock (libhdf5 serial is not thread-safe). Every
+ * libhdf5 call of the process must hold it. */
+void h5m_hdf5_lock(void);
+void h5m_hdf5_unlock(void);
+
+/* Raw-data read capture: while `on`, the driver does not read raw data
+ * (H5FD_MEM_DRAW) at all; it records the absolute address and size of each
+ * such read and leaves the buffer untouched.  split uses it to learn where
+ * H5Dread_chunk() would read a chunk from, at O(log n) per chunk. */
+struct h5m_vfd_capture {
+	int on;
+	unsigned n; /* raw reads seen since `on` was set */
+	uint64_t addr;
+	uint64_t size;
+};
+
+/* The read-only virtual file driver over an h5m_read_fn. */
+struct h5m_vfd_info {
+	h5m_read_fn read;
+	void *ctx;
+	uint64_t size; /* EOF */
+	int *err;      /* receives the first callback error; may be NULL */
+	struct h5m_vfd_capture *cap; /* may be NULL */
+};
+
+/* Driver id (registered once, with HDF5 error printing turned off), or a
+ * negative hid_t.  Call with the lock held. */
+hid_t h5m_vfd_id(void);
+/* Set the driver with `info` on `fapl`; 0 or -EIO.  Lock held. */
+int h5m_vfd_set_fapl(hid_t fapl, const struct h5m_vfd_info *info);
+
+#endif

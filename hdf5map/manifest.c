@@ -1,0 +1,862 @@
+/*
+ * manifest.c - the manifest: in-memory form, encode/decode, synthesize.
+ *
+ * Encoded form (all integers little-endian), format version 1:
+ *
+ *   header, 64 bytes; every later version keeps the magic at 0, the
+ *   version at 8 and the header CRC at 60, so an old reader can tell
+ *   "newer" (-EPROTONOSUPPORT) from "corrupt" (-EBADMSG):
+ *      0  magic             8 bytes, H5M_MAGIC
+ *      8  u32 version       H5M_FORMAT_VERSION
+ *     12  u32 flags         bit 0: body is one LZ4 frame; others must be 0
+ *     16  u64 generation
+ *     24  u64 file_size     bytes of the HDF5 file the manifest describes
+ *     32  u64 n_extents
+ *     40  u64 body_raw_len  body bytes after decompression
+ *     48  u64 body_stored_len  body bytes as stored after the header
+ *     56  u32 crc32 of the stored body (zlib crc32)
+ *     60  u32 crc32 of header bytes [0, 60)
+ *
+ *   body (raw), LEB128 varints unless noted:
+ *     skeleton_len
+ *     n_prefixes, then per prefix: len, bytes   (key prefixes, no NUL)
+ *     per extent: gap (from the end of the previous extent, or from 0),
+ *                 len (>= 1), prefix id, shared (bytes in common with the
+ *                 previous extent's key suffix), add, `add` bytes
+ *                 (front-coded key suffixes)
+ *     skeleton_len bytes of skeleton
+ *   The body must end exactly there; extents plus skeleton make up exactly
+ *   file_size bytes.
+ *
+ * A 1,000,000-chunk manifest encodes to a few MB (see test_manifest).
+ */
+#include <errno.h>
+#include <lz4frame.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "h5m_int.h"
+#include "log.h"
+
+#define H5M_FLAG_LZ4 1u
+#define H5M_EXT_MIN_BYTES 6  /* smallest encoded extent */
+
+/* ---- in-memory manifest ------------------------------------------------ */
+
+struct h5m_manifest *h5m_manifest_new(uint64_t generation, uint64_t file_size)
+{
+	struct h5m_manifest *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->generation = generation;
+	m->file_size = file_size;
+	return m;
+}
+
+void h5m_manifest_free(struct h5m_manifest *m)
+{
+	if (!m)
+		return;
+	free(m->ext);
+	free(m->pfx);
+	free(m->arena);
+	free(m->skel);
+	free(m);
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	size_t ncap = *cap ? *cap : 16;
+	void *np;
+
+	if (need <= *cap)
+		return 0;
+	while (ncap < need) {
+		if (ncap > SIZE_MAX / 2 / elem)
+			return -ENOMEM;
+		ncap *= 2;
+	}
+	np = realloc(*p, ncap * elem);
+	if (!np)
+		return -ENOMEM;
+	*p = np;
+	*cap = ncap;
+	return 0;
+}
+
+/* Append s[0..len) plus a NUL to the arena; *at receives its offset. */
+static int arena_put(struct h5m_manifest *m, const char *s, size_t len,
+		     uint32_t *at)
+{
+	int rc;
+
+	if (m->arena_len + len + 1 > UINT32_MAX)
+		return -ENOMEM;
+	rc = grow((void **)&m->arena, &m->arena_cap, m->arena_len + len + 1, 1);
+	if (rc)
+		return rc;
+	memcpy(m->arena + m->arena_len, s, len);
+	m->arena[m->arena_len + len] = '\0';
+	*at = (uint32_t)m->arena_len;
+	m->arena_len += len + 1;
+	return 0;
+}
+
+int h5m_manifest_add_prefix(struct h5m_manifest *m, const char *s, size_t len,
+			    uint32_t *id)
+{
+	int rc;
+
+	if (len > H5M_PREFIX_MAX || memchr(s, '\0', len))
+		return -EINVAL;
+	if (m->n_pfx >= UINT32_MAX)
+		return -ENOMEM;
+	rc = grow((void **)&m->pfx, &m->cap_pfx, m->n_pfx + 1,
+		  sizeof(*m->pfx));
+	if (rc)
+		return rc;
+	rc = arena_put(m, s, len, &m->pfx[m->n_pfx]);
+	if (rc)
+		return rc;
+	*id = (uint32_t)m->n_pfx++;
+	return 0;
+}
+
+static uint64_t ext_end(const struct h5m_ext *e)
+{
+	return e->off + e->len;
+}
+
+int h5m_manifest_add_extent(struct h5m_manifest *m, uint64_t off,
+			    uint64_t len, uint32_t prefix, const char *suffix,
+			    size_t suffix_len)
+{
+	const struct h5m_ext *last = m->n_ext ? &m->ext[m->n_ext - 1] : NULL;
+	uint64_t prev_end = last ? ext_end(last) : 0;
+	uint64_t covered = last ? prev_end - last->skel : 0;
+	struct h5m_ext *e;
+	int rc;
+
+	if (len == 0 || off < prev_end || off > m->file_size ||
+	    len > m->file_size - off || prefix >= m->n_pfx ||
+	    suffix_len == 0 || suffix_len > H5M_SUFFIX_MAX ||
+	    memchr(suffix, '\0', suffix_len))
+		return -EINVAL;
+	/* the skeleton must hold exactly the bytes before `off` */
+	if (m->skel_len != off - covered)
+		return -EINVAL;
+	rc = grow((void **)&m->ext, &m->cap_ext, m->n_ext + 1, sizeof(*m->ext));
+	if (rc)
+		return rc;
+	e = &m->ext[m->n_ext];
+	rc = arena_put(m, suffix, suffix_len, &e->suffix);
+	if (rc)
+		return rc;
+	e->off = off;
+	e->len = len;
+	e->skel = m->skel_len;
+	e->prefix = prefix;
+	m->n_ext++;
+	return 0;
+}
+
+int h5m_manifest_add_skel(struct h5m_manifest *m, uint64_t len, uint8_t **dst)
+{
+	int rc;
+
+	if (len > SIZE_MAX - m->skel_len - 1)
+		return -ENOMEM;
+	rc = grow((void **)&m->skel, &m->skel_cap,
+		  (size_t)(m->skel_len + len) + 1, 1);
+	if (rc)
+		return rc;
+	*dst = m->skel + m->skel_len;
+	m->skel_len += len;
+	return 0;
+}
+
+int h5m_manifest_check(const struct h5m_manifest *m)
+{
+	uint64_t covered = 0;
+	size_t i;
+
+	for (i = 0; i < m->n_ext; i++) {
+		const struct h5m_ext *e = &m->ext[i];
+
+		/* bytes before e not in an extent == e->skel */
+		if (e->off - covered != e->skel)
+			return -EINVAL;
+		covered += e->len;
+	}
+	if (m->file_size - covered != m->skel_len)
+		return -EINVAL;
+	return 0;
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+uint64_t h5m_file_size(const struct h5m_manifest *m)
+{
+	return m->file_size;
+}
+
+uint64_t h5m_generation(const struct h5m_manifest *m)
+{
+	return m->generation;
+}
+
+uint64_t h5m_skeleton_size(const struct h5m_manifest *m)
+{
+	return m->skel_len;
+}
+
+size_t h5m_extent_count(const struct h5m_manifest *m)
+{
+	return m->n_ext;
+}
+
+void h5m_extent(const struct h5m_manifest *m, size_t i, uint64_t *off,
+		uint64_t *len)
+{
+	*off = m->ext[i].off;
+	*len = m->ext[i].len;
+}
+
+int h5m_extent_key(const struct h5m_manifest *m, size_t i, char *buf,
+		   size_t size)
+{
+	const char *p = m->arena + m->pfx[m->ext[i].prefix];
+	const char *s = m->arena + m->ext[i].suffix;
+	size_t pl = strlen(p), sl = strlen(s);
+
+	if (pl + sl + 1 > size)
+		return -ENAMETOOLONG;
+	memcpy(buf, p, pl);
+	memcpy(buf + pl, s, sl + 1);
+	return (int)(pl + sl);
+}
+
+size_t h5m_extent_find(const struct h5m_manifest *m, uint64_t off)
+{
+	size_t lo = 0, hi = m->n_ext;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (ext_end(&m->ext[mid]) > off)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
+size_t h5m_map(const struct h5m_manifest *m, uint64_t off, uint64_t len,
+	       struct h5m_piece *pieces, size_t max)
+{
+	uint64_t end;
+	size_t n = 0, i;
+
+	if (off >= m->file_size || len == 0 || max == 0)
+		return 0;
+	end = len > m->file_size - off ? m->file_size : off + len;
+	i = h5m_extent_find(m, off);
+	while (off < end && n < max) {
+		struct h5m_piece *pc = &pieces[n++];
+
+		if (i < m->n_ext && off >= m->ext[i].off) {
+			const struct h5m_ext *e = &m->ext[i];
+			uint64_t stop = ext_end(e) < end ? ext_end(e) : end;
+
+			pc->file_off = off;
+			pc->len = stop - off;
+			pc->skel = NULL;
+			pc->extent = i;
+			pc->obj_off = off - e->off;
+			off = stop;
+			i++;
+		} else {
+			/* a gap: skeleton bytes up to the next extent */
+			uint64_t gap_end = i < m->n_ext ? m->ext[i].off
+							: m->file_size;
+			uint64_t skel_at_end = i < m->n_ext ? m->ext[i].skel
+							    : m->skel_len;
+			uint64_t stop = gap_end < end ? gap_end : end;
+
+			pc->file_off = off;
+			pc->len = stop - off;
+			pc->skel = m->skel + (skel_at_end - (gap_end - off));
+			pc->extent = 0;
+			pc->obj_off = 0;
+			off = stop;
+		}
+	}
+	return n;
+}
+
+/* ---- encode ------------------------------------------------------------- */
+
+struct h5m_buf {
+	uint8_t *p;
+	size_t len;
+	size_t cap;
+};
+
+static int buf_put(struct h5m_buf *b, const void *src, size_t len)
+{
+	int rc = grow((void **)&b->p, &b->cap, b->len + len, 1);
+
+	if (rc)
+		return rc;
+	if (len)
+		memcpy(b->p + b->len, src, len);
+	b->len += len;
+	return 0;
+}
+
+static int buf_varint(struct h5m_buf *b, uint64_t v)
+{
+	uint8_t tmp[10];
+	size_t n = 0;
+
+	do {
+		tmp[n] = (uint8_t)(v & 0x7f);
+		v >>= 7;
+		if (v)
+			tmp[n] |= 0x80;
+		n++;
+	} while (v);
+	return buf_put(b, tmp, n);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 3; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* zlib's crc32 takes a uInt length; feed it in pieces. */
+static uint32_t crc32_buf(const uint8_t *p, size_t len)
+{
+	uLong c = crc32(0L, Z_NULL, 0);
+
+	while (len) {
+		uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
+
+		c = crc32(c, p, n);
+		p += n;
+		len -= n;
+	}
+	return (uint32_t)c;
+}
+
+static int encode_body(const struct h5m_manifest *m, struct h5m_buf *b)
+{
+	const char *prev = "";
+	uint64_t prev_end = 0;
+	size_t i, prev_len = 0;
+	int rc;
+
+	rc = grow((void **)&b->p, &b->cap,
+		  m->n_ext * 8 + m->arena_len + m->skel_len + 64, 1);
+	if (rc)
+		return rc;
+	rc = buf_varint(b, m->skel_len);
+	if (!rc)
+		rc = buf_varint(b, m->n_pfx);
+	for (i = 0; !rc && i < m->n_pfx; i++) {
+		const char *p = m->arena + m->pfx[i];
+		size_t pl = strlen(p);
+
+		rc = buf_varint(b, pl);
+		if (!rc)
+			rc = buf_put(b, p, pl);
+	}
+	for (i = 0; !rc && i < m->n_ext; i++) {
+		const struct h5m_ext *e = &m->ext[i];
+		const char *s = m->arena + e->suffix;
+		size_t sl = strlen(s), shared = 0;
+
+		while (shared < sl && shared < prev_len && s[shared] == prev[shared])
+			shared++;
+		rc = buf_varint(b, e->off - prev_end);
+		if (!rc)
+			rc = buf_varint(b, e->len);
+		if (!rc)
+			rc = buf_varint(b, e->prefix);
+		if (!rc)
+			rc = buf_varint(b, shared);
+		if (!rc)
+			rc = buf_varint(b, sl - shared);
+		if (!rc)
+			rc = buf_put(b, s + shared, sl - shared);
+		prev = s;
+		prev_len = sl;
+		prev_end = ext_end(e);
+	}
+	if (!rc)
+		rc = buf_put(b, m->skel, m->skel_len);
+	return rc;
+}
+
+int h5m_manifest_encode(const struct h5m_manifest *m, void **buf, size_t *len)
+{
+	struct h5m_buf body = { 0 };
+	LZ4F_preferences_t prefs;
+	uint8_t *out = NULL, *z = NULL;
+	const uint8_t *stored;
+	size_t stored_len, zcap, zlen;
+	uint32_t flags = 0;
+	int rc;
+
+	*buf = NULL;
+	*len = 0;
+	rc = h5m_manifest_check(m);
+	if (rc)
+		goto out;
+	rc = encode_body(m, &body);
+	if (rc)
+		goto out;
+	stored = body.p;
+	stored_len = body.len;
+
+	memset(&prefs, 0, sizeof(prefs));
+	prefs.frameInfo.blockSizeID = LZ4F_max4MB;
+	prefs.frameInfo.contentSize = body.len;
+	zcap = LZ4F_compressFrameBound(body.len, &prefs);
+	z = malloc(zcap);
+	if (z) {
+		zlen = LZ4F_compressFrame(z, zcap, body.p, body.len, &prefs);
+		if (!LZ4F_isError(zlen) && zlen < body.len) {
+			stored = z;
+			stored_len = zlen;
+			flags |= H5M_FLAG_LZ4;
+		}
+	} /* no memory for compression: store the body as it is */
+
+	out = malloc(H5M_HEADER_SIZE + stored_len);
+	if (!out) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(out, H5M_MAGIC, H5M_MAGIC_LEN);
+	put_le32(out + 8, H5M_FORMAT_VERSION);
+	put_le32(out + 12, flags);
+	put_le64(out + 16, m->generation);
+	put_le64(out + 24, m->file_size);
+	put_le64(out + 32, m->n_ext);
+	put_le64(out + 40, body.len);
+	put_le64(out + 48, stored_len);
+	put_le32(out + 56, crc32_buf(stored, stored_len));
+	put_le32(out + 60, crc32_buf(out, 60));
+	memcpy(out + H5M_HEADER_SIZE, stored, stored_len);
+	*buf = out;
+	*len = H5M_HEADER_SIZE + stored_len;
+out:
+	free(z);
+	free(body.p);
+	return rc;
+}
+
+/* ---- decode ------------------------------------------------------------- */
+
+int h5m_is_manifest(const void *buf, size_t len)
+{
+	return len >= H5M_MAGIC_LEN && !memcmp(buf, H5M_MAGIC, H5M_MAGIC_LEN);
+}
+
+/* The parsed header, with the raw body sizes peek does not expose. */
+struct h5m_hdr {
+	uint32_t version;
+	uint32_t flags;
+	uint64_t generation;
+	uint64_t file_size;
+	uint64_t n_ext;
+	uint64_t raw_len;
+	uint64_t stored_len;
+	uint32_t body_crc;
+};
+
+static int parse_header(const uint8_t *p, size_t len, struct h5m_hdr *h)
+{
+	if (len < H5M_HEADER_SIZE || !h5m_is_manifest(p, len))
+		return -EBADMSG;
+	if (get_le32(p + 60) != crc32_buf(p, 60))
+		return -EBADMSG;
+	h->version = get_le32(p + 8);
+	if (h->version == 0)
+		return -EBADMSG;
+	if (h->version > H5M_FORMAT_VERSION)
+		return -EPROTONOSUPPORT;
+	h->flags = get_le32(p + 12);
+	h->generation = get_le64(p + 16);
+	h->file_size = get_le64(p + 24);
+	h->n_ext = get_le64(p + 32);
+	h->raw_len = get_le64(p + 40);
+	h->stored_len = get_le64(p + 48);
+	h->body_crc = get_le32(p + 56);
+	if (h->flags & ~H5M_FLAG_LZ4)
+		return -EBADMSG;
+	if (h->stored_len > UINT64_MAX - H5M_HEADER_SIZE)
+		return -EBADMSG;
+	if (!(h->flags & H5M_FLAG_LZ4) && h->raw_len != h->stored_len)
+		return -EBADMSG;
+	/* LZ4 cannot expand more than 255:1; bounds the allocation below */
+	if ((h->flags & H5M_FLAG_LZ4) &&
+	    (h->raw_len == 0 || h->stored_len > UINT64_MAX / 256 ||
+	     h->raw_len > h->stored_len * 256 + 65536))
+		return -EBADMSG;
+	/* each extent takes at least H5M_EXT_MIN_BYTES of body */
+	if (h->n_ext > h->raw_len / H5M_EXT_MIN_BYTES)
+		return -EBADMSG;
+	return 0;
+}
+
+int h5m_header_peek(const void *buf, size_t len, struct h5m_header *out)
+{
+	struct h5m_hdr h;
+	int rc = parse_header(buf, len, &h);
+
+	if (rc)
+		return rc;
+	out->version = h.version;
+	out->generation = h.generation;
+	out->file_size = h.file_size;
+	out->n_extents = h.n_ext;
+	out->manifest_size = H5M_HEADER_SIZE + h.stored_len;
+	return 0;
+}
+
+struct h5m_rd {
+	const uint8_t *p;
+	const uint8_t *end;
+};
+
+static int rd_varint(struct h5m_rd *r, uint64_t *v)
+{
+	uint64_t x = 0;
+
+	for (int shift = 0; shift < 64; shift += 7) {
+		uint8_t c;
+
+		if (r->p >= r->end)
+			return -EBADMSG;
+		c = *r->p++;
+		if (shift == 63 && (c & 0x7e))
+			return -EBADMSG; /* more than 64 bits */
+		x |= (uint64_t)(c & 0x7f) << shift;
+		if (!(c & 0x80)) {
+			*v = x;
+			return 0;
+		}
+	}
+	return -EBADMSG;
+}
+
+static int lz4_inflate(const uint8_t *src, size_t src_len, uint8_t *dst,
+		       size_t dst_len)
+{
+	LZ4F_dctx *dctx = NULL;
+	size_t in = 0, outp = 0;
+	int rc = -EBADMSG;
+
+	if (LZ4F_isError(LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION)))
+		return -ENOMEM;
+	for (;;) {
+		size_t dsz = dst_len - outp, ssz = src_len - in;
+		size_t r = LZ4F_decompress(dctx, dst + outp, &dsz, src + in,
+					   &ssz, NULL);
+
+		if (LZ4F_isError(r))
+			goto out;
+		in += ssz;
+		outp += dsz;
+		if (r == 0)
+			break;
+		if (ssz == 0 && dsz == 0)
+			goto out;
+	}
+	if (in == src_len && outp == dst_len)
+		rc = 0;
+out:
+	LZ4F_freeDecompressionContext(dctx);
+	return rc;
+}
+
+static int decode_body(struct h5m_manifest *m, const struct h5m_hdr *h,
+		       struct h5m_rd *r)
+{
+	uint64_t skel_len, n_pfx, v, pos = 0, covered = 0;
+	char *sfx = NULL;
+	size_t sfx_len = 0, i;
+	int rc;
+
+	rc = rd_varint(r, &skel_len);
+	if (rc)
+		return rc;
+	if (skel_len > h->file_size || skel_len > (uint64_t)(r->end - r->p))
+		return -EBADMSG;
+	rc = rd_varint(r, &n_pfx);
+	if (rc)
+		return rc;
+	if (n_pfx > (uint64_t)(r->end - r->p))
+		return -EBADMSG;
+	for (i = 0; i < n_pfx; i++) {
+		uint32_t id;
+
+		rc = rd_varint(r, &v);
+		if (rc)
+			return rc;
+		if (v > H5M_PREFIX_MAX || v > (uint64_t)(r->end - r->p))
+			return -EBADMSG;
+		rc = h5m_manifest_add_prefix(m, (const char *)r->p, v, &id);
+		if (rc)
+			return rc == -EINVAL ? -EBADMSG : rc;
+		r->p += v;
+	}
+
+	if (h->n_ext > (uint64_t)(r->end - r->p) / H5M_EXT_MIN_BYTES)
+		return -EBADMSG;
+	m->ext = malloc(h->n_ext ? h->n_ext * sizeof(*m->ext) : 1);
+	sfx = malloc(H5M_SUFFIX_MAX);
+	if (!m->ext || !sfx) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	m->cap_ext = h->n_ext;
+	/* suffixes are at least 2 bytes each with their NUL */
+	rc = grow((void **)&m->arena, &m->arena_cap,
+		  m->arena_len + h->n_ext * 2 + 1, 1);
+	if (rc)
+		goto out;
+	rc = -EBADMSG;
+	for (i = 0; i < h->n_ext; i++) {
+		uint64_t gap, len, pfx, shared, add;
+		struct h5m_ext *e = &m->ext[i];
+
+		if (rd_varint(r, &gap) || rd_varint(r, &len) ||
+		    rd_varint(r, &pfx) || rd_varint(r, &shared) ||
+		    rd_varint(r, &add))
+			goto out;
+		if (gap > h->file_size - pos || len == 0 ||
+		    len > h->file_size - pos - gap || pfx >= n_pfx ||
+		    shared > sfx_len || add > H5M_SUFFIX_MAX - shared ||
+		    shared + add == 0 || add > (uint64_t)(r->end - r->p) ||
+		    memchr(r->p, '\0', add))
+			goto out;
+		memcpy(sfx + shared, r->p, add);
+		r->p += add;
+		sfx_len = shared + add;
+		e->off = pos + gap;
+		e->len = len;
+		e->skel = e->off - covered;
+		e->prefix = (uint32_t)pfx;
+		rc = arena_put(m, sfx, sfx_len, &e->suffix);
+		if (rc)
+			goto out;
+		rc = -EBADMSG;
+		m->n_ext++;
+		pos = e->off + len;
+		covered += len;
+	}
+	if (h->file_size - covered != skel_len ||
+	    (uint64_t)(r->end - r->p) != skel_len)
+		goto out;
+	m->skel = malloc(skel_len + 1);
+	if (!m->skel) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(m->skel, r->p, skel_len);
+	m->skel_len = skel_len;
+	r->p += skel_len;
+	rc = 0;
+out:
+	free(sfx);
+	return rc;
+}
+
+int h5m_manifest_decode(const void *buf, size_t len, struct h5m_manifest **out)
+{
+	const uint8_t *p = buf;
+	struct h5m_manifest *m = NULL;
+	struct h5m_hdr h;
+	uint8_t *raw = NULL;
+	struct h5m_rd r;
+	int rc;
+
+	*out = NULL;
+	rc = parse_header(p, len, &h);
+	if (rc)
+		goto out;
+	if (h.stored_len != len - H5M_HEADER_SIZE ||
+	    crc32_buf(p + H5M_HEADER_SIZE, len - H5M_HEADER_SIZE) != h.body_crc) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	if (h.flags & H5M_FLAG_LZ4) {
+		if (h.raw_len > SIZE_MAX) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		raw = malloc(h.raw_len);
+		if (!raw) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		rc = lz4_inflate(p + H5M_HEADER_SIZE, h.stored_len, raw,
+				 h.raw_len);
+		if (rc)
+			goto out;
+		r.p = raw;
+	} else {
+		r.p = p + H5M_HEADER_SIZE;
+	}
+	r.end = r.p + h.raw_len;
+	m = h5m_manifest_new(h.generation, h.file_size);
+	if (!m) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = decode_body(m, &h, &r);
+	if (rc)
+		goto out;
+	*out = m;
+	m = NULL;
+out:
+	if (rc && rc != -EPROTONOSUPPORT)
+		ch5_debug("h5m: manifest decode failed: %d", rc);
+	h5m_manifest_free(m);
+	free(raw);
+	return rc;
+}
+
+/* ---- superseded keys ---------------------------------------------------- */
+
+struct h5m_keyset {
+	char *arena;
+	char **keys;
+	size_t n;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* All keys of m, sorted, in one allocation. */
+static int keyset_build(const struct h5m_manifest *m, struct h5m_keyset *ks)
+{
+	size_t total = 0, i, at = 0;
+
+	memset(ks, 0, sizeof(*ks));
+	if (!m || !m->n_ext)
+		return 0;
+	for (i = 0; i < m->n_ext; i++)
+		total += strlen(m->arena + m->pfx[m->ext[i].prefix]) +
+			 strlen(m->arena + m->ext[i].suffix) + 1;
+	ks->arena = malloc(total);
+	ks->keys = malloc(m->n_ext * sizeof(*ks->keys));
+	if (!ks->arena || !ks->keys) {
+		free(ks->arena);
+		free(ks->keys);
+		return -ENOMEM;
+	}
+	for (i = 0; i < m->n_ext; i++) {
+		int n = h5m_extent_key(m, i, ks->arena + at, total - at);
+
+		ks->keys[i] = ks->arena + at;
+		at += (size_t)n + 1;
+	}
+	ks->n = m->n_ext;
+	qsort(ks->keys, ks->n, sizeof(*ks->keys), cmp_str);
+	return 0;
+}
+
+void h5m_keys_free(char **keys, size_t n)
+{
+	if (!keys)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
+}
+
+int h5m_superseded(const struct h5m_manifest *old,
+		   const struct h5m_manifest *new, char ***keys, size_t *n)
+{
+	struct h5m_keyset a, b;
+	char **res = NULL;
+	size_t nres = 0, i, j = 0;
+	int rc;
+
+	*keys = NULL;
+	*n = 0;
+	rc = keyset_build(old, &a);
+	if (rc)
+		return rc;
+	rc = keyset_build(new, &b);
+	if (rc) {
+		free(a.arena);
+		free(a.keys);
+		return rc;
+	}
+	if (a.n) {
+		res = malloc(a.n * sizeof(*res));
+		if (!res) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	for (i = 0; i < a.n; i++) {
+		if (i && !strcmp(a.keys[i], a.keys[i - 1]))
+			continue; /* a key shared by two extents */
+		while (j < b.n && strcmp(b.keys[j], a.keys[i]) < 0)
+			j++;
+		if (j < b.n && !strcmp(b.keys[j], a.keys[i]))
+			continue;
+		res[nres] = strdup(a.keys[i]);
+		if (!res[nres]) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		nres++;
+	}
+	*keys = res;
+	*n = nres;
+	res = NULL;
+out:
+	if (res)
+		h5m_keys_free(res, nres);
+	free(a.arena);
+	free(a.keys);
+	free(b.arena);
+	free(b.keys);
+	return rc;
+}
