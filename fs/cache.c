@@ -1,0 +1,352 @@
+/*
+ * cache.c - byte-budgeted LRU cache of immutable object blocks with
+ * coalesced asynchronous misses.
+ *
+ * One mutex guards the hash table, the LRU list and every entry's state.
+ * An entry is LOADING (a GET in flight, waiters queued) or READY.  Callbacks
+ * run without the lock, holding a reference so the entry is not evicted.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "ost.h"
+#include "log.h"
+
+struct cache_waiter {
+	fs_cache_cb cb;
+	void *arg;
+	struct cache_waiter *next;
+};
+
+struct cache_entry {
+	char *key;
+	uint64_t blk;
+	uint64_t hash;
+	uint8_t *data;
+	size_t len;	 /* expected (LOADING) or actual (READY) bytes */
+	bool ready;	 /* guarded by fs_cache.lock */
+	unsigned refs;	 /* readers in callbacks + the GET in flight */
+	struct cache_waiter *waiters; /* LOADING only */
+	struct cache_entry *hnext;    /* hash chain */
+	struct cache_entry *lru_prev, *lru_next; /* READY only */
+	struct ost_req req;
+	struct fs_cache *cache;
+};
+
+struct fs_cache {
+	struct ost *st;
+	uint64_t budget;
+	uint32_t block_size;
+	pthread_mutex_t lock;
+	pthread_cond_t idle; /* signalled when fetching drops to 0 */
+	struct cache_entry **buckets; /* guarded by lock */
+	size_t n_buckets;
+	struct cache_entry *lru_head, *lru_tail; /* head = most recent */
+	struct fs_cache_stats stats;		 /* guarded by lock */
+};
+
+static uint64_t entry_hash(const char *key, uint64_t blk)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+	for (; *key; key++)
+		h = (h ^ (unsigned char)*key) * 1099511628211ULL;
+	return (h ^ blk) * 1099511628211ULL;
+}
+
+static struct cache_entry *table_find(struct fs_cache *c, const char *key,
+				      uint64_t blk, uint64_t h)
+{
+	struct cache_entry *e = c->buckets[h % c->n_buckets];
+
+	for (; e; e = e->hnext)
+		if (e->hash == h && e->blk == blk && !strcmp(e->key, key))
+			return e;
+	return NULL;
+}
+
+static void table_remove(struct fs_cache *c, struct cache_entry *e)
+{
+	struct cache_entry **pp = &c->buckets[e->hash % c->n_buckets];
+
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+}
+
+static void lru_unlink(struct fs_cache *c, struct cache_entry *e)
+{
+	if (e->lru_prev)
+		e->lru_prev->lru_next = e->lru_next;
+	else
+		c->lru_head = e->lru_next;
+	if (e->lru_next)
+		e->lru_next->lru_prev = e->lru_prev;
+	else
+		c->lru_tail = e->lru_prev;
+	e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_front(struct fs_cache *c, struct cache_entry *e)
+{
+	e->lru_prev = NULL;
+	e->lru_next = c->lru_head;
+	if (c->lru_head)
+		c->lru_head->lru_prev = e;
+	c->lru_head = e;
+	if (!c->lru_tail)
+		c->lru_tail = e;
+}
+
+static void entry_destroy(struct cache_entry *e)
+{
+	free(e->data);
+	free(e->key);
+	free(e);
+}
+
+/* Drop unreferenced READY blocks from the cold end until within budget.
+ * Called with the lock held. */
+static void evict_locked(struct fs_cache *c)
+{
+	struct cache_entry *e = c->lru_tail;
+
+	while (c->stats.bytes > c->budget && e) {
+		struct cache_entry *prev = e->lru_prev;
+
+		if (e->refs == 0) {
+			lru_unlink(c, e);
+			table_remove(c, e);
+			c->stats.bytes -= e->len;
+			c->stats.blocks--;
+			c->stats.evictions++;
+			entry_destroy(e);
+		}
+		e = prev;
+	}
+}
+
+/* Release one reference; called with the lock held. */
+static void entry_put_locked(struct fs_cache *c, struct cache_entry *e)
+{
+	e->refs--;
+	if (e->refs == 0 && c->stats.bytes > c->budget)
+		evict_locked(c);
+}
+
+static void fetch_done(struct ost_req *req)
+{
+	struct cache_entry *e = req->arg;
+	struct fs_cache *c = e->cache;
+	struct cache_waiter *w, *next;
+	int rc = req->rc;
+
+	if (rc == 0 && req->got < req->len && req->got > 0) {
+		/* A short answer before the end: ask for the rest. */
+		req->off += req->got;
+		req->buf = (uint8_t *)req->buf + req->got;
+		req->len -= req->got;
+		req->got = 0;
+		rc = ost_submit(c->st, req);
+		if (rc == 0)
+			return;
+	} else if (rc == 0 && req->got != req->len) {
+		ch5_err("object %s is %zu bytes short at block %llu", e->key,
+			req->len - req->got, (unsigned long long)e->blk);
+		rc = -EIO;
+	}
+	pthread_mutex_lock(&c->lock);
+	w = e->waiters;
+	e->waiters = NULL;
+	if (rc == 0) {
+		e->ready = true;
+		lru_push_front(c, e);
+	} else {
+		/* A failed block leaves the table at once, so the next read
+		 * retries; waiters already queued get the error. */
+		table_remove(c, e);
+		c->stats.bytes -= e->len;
+		c->stats.blocks--;
+	}
+	pthread_mutex_unlock(&c->lock);
+
+	for (; w; w = next) {
+		next = w->next;
+		w->cb(w->arg, rc, rc ? NULL : e->data, rc ? 0 : e->len);
+		free(w);
+	}
+
+	pthread_mutex_lock(&c->lock);
+	if (rc == 0) {
+		entry_put_locked(c, e);
+	} else {
+		e->refs--;
+		if (e->refs == 0)
+			entry_destroy(e);
+	}
+	/* Only now is this completion done with the cache: fs_cache_free()
+	 * waits for fetching to reach 0. */
+	if (--c->stats.fetching == 0)
+		pthread_cond_broadcast(&c->idle);
+	pthread_mutex_unlock(&c->lock);
+}
+
+int fs_cache_get(struct fs_cache *c, const char *key, uint64_t obj_size,
+		 uint64_t blk, fs_cache_cb cb, void *arg)
+{
+	uint64_t h = entry_hash(key, blk);
+	uint64_t off = blk * c->block_size;
+	struct cache_entry *e;
+	struct cache_waiter *w = NULL;
+	int rc;
+
+	if (off >= obj_size)
+		return -EINVAL;
+	if (cb) {
+		w = calloc(1, sizeof(*w));
+		if (!w)
+			return -ENOMEM;
+		w->cb = cb;
+		w->arg = arg;
+	}
+
+	pthread_mutex_lock(&c->lock);
+	e = table_find(c, key, blk, h);
+	if (e && e->ready) {
+		c->stats.hits++;
+		if (!cb) {
+			pthread_mutex_unlock(&c->lock);
+			return 0;
+		}
+		e->refs++;
+		lru_unlink(c, e);
+		lru_push_front(c, e);
+		pthread_mutex_unlock(&c->lock);
+		free(w);
+		cb(arg, 0, e->data, e->len);
+		pthread_mutex_lock(&c->lock);
+		entry_put_locked(c, e);
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	}
+	if (e) {
+		c->stats.joins++;
+		if (w) {
+			w->next = e->waiters;
+			e->waiters = w;
+		}
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	}
+
+	e = calloc(1, sizeof(*e));
+	if (e) {
+		e->key = strdup(key);
+		e->len = obj_size - off < c->block_size ? obj_size - off
+							: c->block_size;
+		e->data = malloc(e->len ? e->len : 1);
+	}
+	if (!e || !e->key || !e->data) {
+		pthread_mutex_unlock(&c->lock);
+		if (e)
+			entry_destroy(e);
+		free(w);
+		return -ENOMEM;
+	}
+	e->blk = blk;
+	e->hash = h;
+	e->cache = c;
+	e->refs = 1; /* the GET */
+	e->waiters = w;
+	e->hnext = c->buckets[h % c->n_buckets];
+	c->buckets[h % c->n_buckets] = e;
+	c->stats.misses++;
+	c->stats.bytes += e->len;
+	c->stats.blocks++;
+	c->stats.fetching++;
+	evict_locked(c);
+
+	e->req.op = OST_GET;
+	e->req.key = e->key;
+	e->req.off = off;
+	e->req.len = e->len;
+	e->req.buf = e->data;
+	e->req.done = fetch_done;
+	e->req.arg = e;
+	pthread_mutex_unlock(&c->lock);
+
+	rc = ost_submit(c->st, &e->req);
+	if (rc < 0) {
+		e->req.rc = rc;
+		fetch_done(&e->req);
+	}
+	return 0;
+}
+
+int fs_cache_new(struct ost *st, uint64_t budget, uint32_t block_size,
+		 struct fs_cache **out)
+{
+	struct fs_cache *c;
+
+	if (block_size == 0)
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->st = st;
+	c->budget = budget;
+	c->block_size = block_size;
+	/* Enough buckets for the budget in blocks, at least 1024. */
+	c->n_buckets = budget / block_size * 2;
+	if (c->n_buckets < 1024)
+		c->n_buckets = 1024;
+	c->buckets = calloc(c->n_buckets, sizeof(*c->buckets));
+	if (!c->buckets) {
+		free(c);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->idle, NULL);
+	*out = c;
+	return 0;
+}
+
+void fs_cache_free(struct fs_cache *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	while (c->stats.fetching)
+		pthread_cond_wait(&c->idle, &c->lock);
+	pthread_mutex_unlock(&c->lock);
+	for (i = 0; i < c->n_buckets; i++) {
+		struct cache_entry *e = c->buckets[i], *next;
+
+		for (; e; e = next) {
+			next = e->hnext;
+			entry_destroy(e);
+		}
+	}
+	free(c->buckets);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->idle);
+	free(c);
+}
+
+uint32_t fs_cache_block_size(const struct fs_cache *c)
+{
+	return c->block_size;
+}
+
+void fs_cache_stats_get(struct fs_cache *c, struct fs_cache_stats *out)
+{
+	pthread_mutex_lock(&c->lock);
+	*out = c->stats;
+	pthread_mutex_unlock(&c->lock);
+}

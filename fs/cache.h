@@ -1,0 +1,64 @@
+/*
+ * cache.h - the block cache: a byte-budgeted memory cache of object blocks.
+ *
+ * Objects are immutable, so a block, named by (object key, block number), is
+ * valid for as long as it is cached.  A block is `block_size` bytes of its
+ * object (the last block of an object may be shorter).  Misses become
+ * asynchronous ranged GETs on the store's pool; concurrent misses on one
+ * block share one GET.  The callback of a request runs either in the caller's
+ * thread (hit) or on a pool thread (miss), never while a cache lock is held.
+ *
+ * Eviction: least recently used blocks that nobody is reading are dropped
+ * while the cached bytes exceed the budget.  Blocks being fetched or read
+ * count against the budget but cannot be evicted, so the budget can be
+ * exceeded by what is in flight (bounded by the readahead window).
+ *
+ * Thread-safety: every function may be called from any thread.
+ */
+#ifndef CH5_FS_CACHE_H
+#define CH5_FS_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ost;
+struct fs_cache;
+
+/* Called once per fs_cache_get(): rc is 0 and data/len the block's bytes
+ * (borrowed for the duration of the call), or rc is a negative errno (a
+ * store error, or -EIO if the object is shorter than the caller said). */
+typedef void (*fs_cache_cb)(void *arg, int rc, const uint8_t *data,
+			    size_t len);
+
+/* Create a cache over `st` (borrowed; must outlive the cache) holding at
+ * most about `budget` bytes in blocks of `block_size` bytes.  Returns 0 or
+ * -ENOMEM / -EINVAL (block_size 0). */
+int fs_cache_new(struct ost *st, uint64_t budget, uint32_t block_size,
+		 struct fs_cache **out);
+
+/* Wait for in-flight fetches and free every block.  NULL is a no-op. */
+void fs_cache_free(struct fs_cache *c);
+
+uint32_t fs_cache_block_size(const struct fs_cache *c);
+
+/* Ask for block `blk` of object `key` (copied), whose total size is
+ * `obj_size` bytes.  `cb` may be NULL: then this is a prefetch that only
+ * warms the cache.  Returns 0 (cb will be, or has been, called) or a
+ * negative errno without calling cb (-EINVAL if blk is past the object). */
+int fs_cache_get(struct fs_cache *c, const char *key, uint64_t obj_size,
+		 uint64_t blk, fs_cache_cb cb, void *arg);
+
+/* Counters. */
+struct fs_cache_stats {
+	uint64_t hits;	   /* requests answered from memory */
+	uint64_t misses;   /* requests that started a GET */
+	uint64_t joins;	   /* requests that joined a GET in flight */
+	uint64_t evictions;
+	uint64_t bytes;	   /* bytes cached now (incl. in flight) */
+	uint64_t blocks;   /* blocks cached now */
+	uint64_t fetching; /* GETs whose completion has not finished */
+};
+
+void fs_cache_stats_get(struct fs_cache *c, struct fs_cache_stats *out);
+
+#endif

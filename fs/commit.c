@@ -1,0 +1,428 @@
+/*
+ * commit.c - write staging and commits.
+ *
+ * A file opened for writing is staged whole in the spool directory.  A
+ * commit turns the stage into objects:
+ *
+ *   1. split the staged bytes with libhdf5 (hdf5map); a file libhdf5 cannot
+ *      open is not HDF5 and is stored as one plain object at its key;
+ *   2. plan the objects (one per chunk, blocks of contiguous data and of big
+ *      non-dataset runs) under a fresh commit tag, and upload them in
+ *      parallel through the store's pool;
+ *   3. PUT the manifest at the file's key: the commit point;
+ *   4. delete the objects of the previous version that the new one does not
+ *      reference.
+ *
+ * A crash before 3 leaves the old version intact plus orphans (found by
+ * fsck); a crash after 3 leaves the new version plus superseded objects.
+ * A failed commit keeps the stage for a later retry.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "fs_int.h"
+#include "log.h"
+
+/* Most object PUTs or DELETEs in flight for one commit. */
+#define COMMIT_PARALLEL 32
+/* Copy unit when filling a stage from the store. */
+#define FILL_UNIT (4u << 20)
+
+static int read_fd(void *ctx, uint64_t off, void *buf, size_t len)
+{
+	int fd = *(int *)ctx;
+
+	while (len) {
+		ssize_t n = pread(fd, buf, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf = (char *)buf + n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int fs_stage_create(struct fs_ctx *ctx, struct fs_inode *in,
+		    struct fs_version *fill)
+{
+	struct fs_stage *sg;
+	uint8_t rnd[8];
+	char name[64];
+	char *buf = NULL;
+	uint64_t off;
+	int rc = 0;
+
+	sg = calloc(1, sizeof(*sg));
+	if (!sg)
+		return -ENOMEM;
+	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+		memset(rnd, 0, sizeof(rnd));
+	snprintf(name, sizeof(name),
+		 "%" PRIu64 "-%02x%02x%02x%02x%02x%02x%02x%02x.stage", in->ino,
+		 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6],
+		 rnd[7]);
+	sg->path = fs_child_key(ctx->cfg.spool_dir, name);
+	if (!sg->path) {
+		free(sg);
+		return -ENOMEM;
+	}
+	/* fs_child_key joins with '/', which is what a path wants too. */
+	sg->fd = open(sg->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (sg->fd < 0) {
+		rc = -errno;
+		ch5_err("cannot create a stage in %s: %s", ctx->cfg.spool_dir,
+			strerror(errno));
+		free(sg->path);
+		free(sg);
+		return rc;
+	}
+	if (fill && fill->size) {
+		buf = malloc(FILL_UNIT);
+		if (!buf)
+			rc = -ENOMEM;
+		for (off = 0; !rc && off < fill->size; off += FILL_UNIT) {
+			ssize_t n = fs_version_pread(ctx, fill, buf, FILL_UNIT,
+						     off);
+
+			if (n < 0)
+				rc = n;
+			else if (pwrite(sg->fd, buf, n, off) != n)
+				rc = -errno ? -errno : -EIO;
+		}
+		free(buf);
+	}
+	in->stage = sg;
+	if (rc < 0)
+		fs_stage_drop(in);
+	return rc;
+}
+
+void fs_stage_drop(struct fs_inode *in)
+{
+	struct fs_stage *sg = in->stage;
+
+	if (!sg)
+		return;
+	__atomic_store_n(&in->stage, NULL, __ATOMIC_RELEASE);
+	close(sg->fd);
+	unlink(sg->path);
+	free(sg->path);
+	free(sg);
+}
+
+/* A set of requests in flight, at most COMMIT_PARALLEL at once. */
+struct batch {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned inflight;
+	int rc; /* first error */
+};
+
+static void batch_done(struct ost_req *req)
+{
+	struct batch *b = req->arg;
+
+	pthread_mutex_lock(&b->lock);
+	if (req->rc < 0 && !b->rc && !(req->op == OST_DELETE &&
+				       req->rc == -ENOENT)) {
+		ch5_err("%s %s failed: %s",
+			req->op == OST_PUT ? "upload of" : "delete of",
+			req->key, strerror(-req->rc));
+		b->rc = req->rc;
+	}
+	b->inflight--;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+}
+
+static void batch_init(struct batch *b)
+{
+	memset(b, 0, sizeof(*b));
+	pthread_mutex_init(&b->lock, NULL);
+	pthread_cond_init(&b->cond, NULL);
+}
+
+/* Submit req once fewer than COMMIT_PARALLEL are in flight. */
+static void batch_submit(struct ost *st, struct batch *b, struct ost_req *req)
+{
+	int rc;
+
+	req->done = batch_done;
+	req->arg = b;
+	pthread_mutex_lock(&b->lock);
+	while (b->inflight >= COMMIT_PARALLEL)
+		pthread_cond_wait(&b->cond, &b->lock);
+	b->inflight++;
+	pthread_mutex_unlock(&b->lock);
+	rc = ost_submit(st, req);
+	if (rc < 0) {
+		req->rc = rc;
+		batch_done(req);
+	}
+}
+
+/* Wait for everything and return the first error. */
+static int batch_wait(struct batch *b)
+{
+	int rc;
+
+	pthread_mutex_lock(&b->lock);
+	while (b->inflight)
+		pthread_cond_wait(&b->cond, &b->lock);
+	rc = b->rc;
+	pthread_mutex_unlock(&b->lock);
+	pthread_mutex_destroy(&b->lock);
+	pthread_cond_destroy(&b->cond);
+	return rc;
+}
+
+/* Delete `keys`, in parallel.  Failures are logged and left to fsck. */
+static void delete_keys(struct ost *st, char **keys, size_t n)
+{
+	struct ost_req *reqs;
+	struct batch b;
+	size_t i;
+
+	if (!n)
+		return;
+	reqs = calloc(n, sizeof(*reqs));
+	if (!reqs) {
+		ch5_warn("out of memory: %zu superseded objects left for fsck",
+			 n);
+		return;
+	}
+	batch_init(&b);
+	for (i = 0; i < n; i++) {
+		reqs[i].op = OST_DELETE;
+		reqs[i].key = keys[i];
+		batch_submit(st, &b, &reqs[i]);
+	}
+	if (batch_wait(&b) < 0)
+		ch5_warn("some superseded objects were not deleted; "
+			 "`cloudh5 fsck` will find them");
+	free(reqs);
+}
+
+/* Upload every object of manifest m from the stage fd. */
+static int upload_objects(struct fs_ctx *ctx, const struct h5m_manifest *m,
+			  int fd)
+{
+	size_t n = h5m_extent_count(m), i;
+	struct ost_req *reqs;
+	char **keys;
+	struct batch b;
+	int rc = 0;
+
+	if (!n)
+		return 0;
+	reqs = calloc(n, sizeof(*reqs));
+	keys = calloc(n, sizeof(*keys));
+	if (!reqs || !keys) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	batch_init(&b);
+	for (i = 0; i < n; i++) {
+		char key[OST_KEY_MAX + 1];
+		uint64_t off, len;
+		int kl = h5m_extent_key(m, i, key, sizeof(key));
+
+		if (kl < 0 || !(keys[i] = strdup(key))) {
+			pthread_mutex_lock(&b.lock);
+			b.rc = kl < 0 ? kl : -ENOMEM;
+			pthread_mutex_unlock(&b.lock);
+			break;
+		}
+		h5m_extent(m, i, &off, &len);
+		reqs[i].op = OST_PUT;
+		reqs[i].key = keys[i];
+		reqs[i].body.fd = fd;
+		reqs[i].body.fd_off = off;
+		reqs[i].body.len = len;
+		batch_submit(ctx->st, &b, &reqs[i]);
+	}
+	rc = batch_wait(&b);
+out:
+	if (keys)
+		for (i = 0; i < n; i++)
+			free(keys[i]);
+	free(keys);
+	free(reqs);
+	return rc;
+}
+
+/* Commit tag: generation and 32 random bits. */
+static void make_tag(char *tag, size_t size, uint64_t gen)
+{
+	uint32_t r = 0;
+
+	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+		r = (uint32_t)(fs_now() * 1e6);
+	snprintf(tag, size, "g%" PRIu64 "-%08x", gen, r);
+}
+
+/* Store the stage as an HDF5 manifest plus objects (sp may be NULL: raw). */
+static int commit_manifest(struct fs_ctx *ctx, const char *key, int fd,
+			   uint64_t size, const struct h5m_split *sp,
+			   const struct fs_version *old,
+			   struct h5m_manifest **out, struct ost_info *info)
+{
+	struct h5m_layout lay = { 0 };
+	struct h5m_manifest *m = NULL;
+	char tag[48];
+	void *enc = NULL;
+	size_t enc_len = 0;
+	int rc;
+
+	lay.generation = old && old->man ? h5m_generation(old->man) + 1 : 1;
+	make_tag(tag, sizeof(tag), lay.generation);
+	lay.file_key = key;
+	lay.tag = tag;
+	lay.block_size = ctx->cfg.block_size;
+	rc = h5m_plan(sp, size, &lay, read_fd, &fd, &m);
+	if (rc < 0)
+		goto out;
+	rc = upload_objects(ctx, m, fd);
+	if (rc < 0)
+		goto out;
+	rc = h5m_manifest_encode(m, &enc, &enc_len);
+	if (rc < 0)
+		goto out;
+	rc = ost_put_buf(ctx->st, key, enc, enc_len, info);
+	if (rc < 0)
+		goto out;
+	ch5_info("%s: committed %s with %zu objects, manifest %zu bytes", key,
+		 tag, h5m_extent_count(m), enc_len);
+out:
+	free(enc);
+	if (rc < 0) {
+		/* Objects already uploaded are orphans now; fsck removes
+		 * them.  The old version is untouched. */
+		h5m_manifest_free(m);
+		return rc;
+	}
+	*out = m;
+	return 0;
+}
+
+int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
+{
+	struct fs_stage *sg = in->stage;
+	struct fs_version *old = NULL, *nv = NULL;
+	struct h5m_split *sp = NULL;
+	struct h5m_manifest *m = NULL;
+	struct ost_info info = { 0 };
+	char **gone = NULL;
+	size_t n_gone = 0;
+	uint8_t magic[H5M_MAGIC_LEN];
+	struct stat st;
+	char *key;
+	int rc;
+
+	if (!sg)
+		return 0;
+	key = fs_inode_key(ctx, in);
+	if (!key)
+		return -ENOMEM;
+	if (fstat(sg->fd, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = fs_version_load(ctx, key, &old);
+	if (rc == -ENOENT || rc == -EBADMSG)
+		old = NULL; /* a corrupt old manifest is simply replaced */
+	else if (rc < 0)
+		goto out;
+
+	rc = h5m_split(read_fd, &sg->fd, st.st_size, &sp);
+	if (rc == -EINVAL) {
+		/* Not HDF5: one plain object, unless its first bytes would
+		 * read as a manifest; then raw objects under a manifest. */
+		bool looks_like_manifest =
+			st.st_size >= H5M_MAGIC_LEN &&
+			read_fd(&sg->fd, 0, magic, sizeof(magic)) == 0 &&
+			h5m_is_manifest(magic, sizeof(magic));
+
+		if (looks_like_manifest) {
+			rc = commit_manifest(ctx, key, sg->fd, st.st_size,
+					     NULL, old, &m, &info);
+		} else {
+			struct ost_body body = { .fd = sg->fd,
+						 .len = st.st_size };
+
+			rc = ost_put(ctx->st, key, &body, NULL, &info);
+		}
+	} else if (rc == 0) {
+		rc = commit_manifest(ctx, key, sg->fd, st.st_size, sp, old, &m,
+				     &info);
+	}
+	if (rc < 0)
+		goto out;
+
+	/* Committed.  What the old version had and the new one lacks goes. */
+	if (old && old->man &&
+	    h5m_superseded(old->man, m, &gone, &n_gone) == 0) {
+		delete_keys(ctx->st, gone, n_gone);
+		h5m_keys_free(gone, n_gone);
+	}
+	nv = calloc(1, sizeof(*nv));
+	if (nv) {
+		nv->refs = 1;
+		nv->man = m;
+		m = NULL;
+		nv->key = nv->man ? NULL : strdup(key);
+		nv->size = st.st_size;
+		nv->mtime_ns = info.mtime_ns;
+		memcpy(nv->etag, info.etag, sizeof(nv->etag));
+		if (in->ver)
+			fs_version_put(in->ver);
+		in->ver = nv;
+	}
+	sg->dirty = false;
+	sg->failed = false;
+	__atomic_add_fetch(&ctx->commits, 1, __ATOMIC_RELAXED);
+out:
+	if (rc < 0) {
+		sg->failed = true;
+		__atomic_add_fetch(&ctx->commit_failures, 1, __ATOMIC_RELAXED);
+		ch5_err("%s: commit failed (%s); the staged data is kept in %s",
+			key, strerror(-rc), sg->path);
+	}
+	h5m_manifest_free(m);
+	h5m_split_free(sp);
+	if (old)
+		fs_version_put(old);
+	free(key);
+	return rc;
+}
+
+int fs_remove_file(struct fs_ctx *ctx, const char *key)
+{
+	struct fs_version *v = NULL;
+	char **gone = NULL;
+	size_t n = 0;
+	int rc;
+
+	rc = fs_version_load(ctx, key, &v);
+	if (rc < 0 && rc != -EBADMSG && rc != -EPROTONOSUPPORT)
+		return rc;
+	rc = ost_delete(ctx->st, key);
+	if (rc == 0 && v && v->man &&
+	    h5m_superseded(v->man, NULL, &gone, &n) == 0) {
+		delete_keys(ctx->st, gone, n);
+		h5m_keys_free(gone, n);
+	}
+	if (v)
+		fs_version_put(v);
+	return rc;
+}

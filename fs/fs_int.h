@@ -1,0 +1,185 @@
+/*
+ * fs_int.h - internals of the FUSE layer shared by the fs/ sources.
+ *
+ * The mount context (struct fs_ctx) is reached from each FUSE request through
+ * fuse_req_userdata().  Inodes are named by their store key (the path below
+ * the mount root, no leading '/'; "" is the root).  An inode's content comes
+ * from one of:
+ *   - its stage: a local spool file holding the whole file being written
+ *     (created, or opened for writing), committed at flush/fsync/release;
+ *   - its committed version in the store: a manifest (HDF5 files, read
+ *     through hdf5map's synthesize) or a plain object.
+ */
+#ifndef CH5_FS_INT_H
+#define CH5_FS_INT_H
+
+#define FUSE_USE_VERSION 34
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "ost.h"
+#include "h5m.h"
+#include "cache.h"
+
+/* Mount options (parsed by main.c with one fuse_opt table). */
+struct fs_config {
+	char *source;	     /* file:///dir, mem:// */
+	char *spool_dir;     /* where stages live */
+	char *fault;	     /* fault-injection spec, or NULL */
+	uint64_t cache_size; /* block cache budget, bytes */
+	uint64_t cache_block;  /* block cache unit, bytes */
+	uint64_t block_size;   /* contiguous/raw object size, bytes */
+	uint64_t readahead;    /* max readahead window, bytes */
+	unsigned threads;      /* store pool workers */
+	double attr_timeout;   /* seconds the kernel and we cache attributes */
+	uid_t uid;
+	gid_t gid;
+	mode_t umask;
+	int debug;
+};
+
+/* A committed version as seen by readers; shared by open handles and
+ * refcounted (fs_version_put). Immutable once published. */
+struct fs_version {
+	unsigned refs; /* atomic */
+	struct h5m_manifest *man; /* NULL for a plain object */
+	char *key;		  /* plain object: its key */
+	uint64_t size;		  /* file bytes */
+	int64_t mtime_ns;
+	char etag[OST_ETAG_MAX];
+};
+
+/* A stage: the whole file being written, in the spool. */
+struct fs_stage {
+	int fd;
+	char *path;  /* spool file name */
+	bool dirty;  /* written since the last commit */
+	bool failed; /* the last commit failed: kept for retry */
+};
+
+struct fs_inode {
+	uint64_t ino;
+	char *key;	    /* guarded by fs_ctx.itable_lock (rename) */
+	bool is_dir;
+	uint64_t nlookup;   /* guarded by fs_ctx.itable_lock */
+	unsigned opens;	    /* guarded by fs_ctx.itable_lock */
+	bool unlinked;	    /* guarded by lock */
+	pthread_mutex_t lock; /* guards the fields below */
+	struct fs_stage *stage;
+	struct fs_version *ver; /* last version loaded, or NULL */
+	double attr_time;	/* when attr was filled (monotonic s) */
+	bool have_attr;
+	struct stat attr;	/* size/mtime valid when have_attr */
+	bool mode_set;		/* chmod'd: keep attr.st_mode */
+	struct fs_inode *hnext_ino, *hnext_key; /* table chains */
+};
+
+/* The per-open-file state. */
+struct fs_handle {
+	struct fs_inode *inode;
+	struct fs_version *ver; /* for read-only handles without a stage */
+	bool writable;
+	pthread_mutex_t lock;	/* guards readahead state */
+	uint64_t next_off;	/* where a sequential read would start */
+	uint64_t ra_window;	/* current readahead window, bytes */
+	uint64_t ra_until;	/* prefetch issued up to here */
+};
+
+struct fs_ctx {
+	struct fs_config cfg;
+	struct ost *st;
+	struct fs_cache *cache;
+	struct fuse_session *se;
+	pthread_mutex_t itable_lock; /* guards the inode table */
+	struct fs_inode **by_ino;
+	struct fs_inode **by_key;
+	size_t n_buckets;
+	uint64_t next_ino; /* guarded by itable_lock */
+	uint64_t commits;  /* atomic: successful commits */
+	uint64_t commit_failures; /* atomic */
+};
+
+/* inode.c ------------------------------------------------------------ */
+
+int fs_itable_init(struct fs_ctx *ctx);
+void fs_itable_release(struct fs_ctx *ctx);
+
+/* The inode for `key`, created if needed, with nlookup incremented by
+ * `lookup` (0 or 1).  Returns NULL on ENOMEM. */
+struct fs_inode *fs_inode_get(struct fs_ctx *ctx, const char *key,
+			      bool is_dir, int lookup);
+
+/* The inode numbered `ino` (FUSE_ROOT_ID is the root), or NULL. */
+struct fs_inode *fs_inode_by_ino(struct fs_ctx *ctx, uint64_t ino);
+
+/* Existing inode for `key`, or NULL. */
+struct fs_inode *fs_inode_by_key(struct fs_ctx *ctx, const char *key);
+
+/* Drop `n` lookups; frees the inode when it is unused. */
+void fs_inode_forget(struct fs_ctx *ctx, struct fs_inode *in, uint64_t n);
+
+/* Count an open (+1) or a release (-1) of `in`. */
+void fs_inode_open_count(struct fs_ctx *ctx, struct fs_inode *in, int delta);
+
+/* Rename every inode whose key is `from` or starts with `from` + "/". */
+int fs_inode_rename(struct fs_ctx *ctx, const char *from, const char *to);
+
+/* Key of child `name` of directory key `parent` (malloc'd). */
+char *fs_child_key(const char *parent, const char *name);
+
+/* Copy of in->key taken under the table lock (malloc'd). */
+char *fs_inode_key(struct fs_ctx *ctx, struct fs_inode *in);
+
+/* Inodes below directory `dir_key` that have a stage but may not be in the
+ * store yet: their names (malloc'd array of malloc'd strings). */
+int fs_staged_children(struct fs_ctx *ctx, const char *dir_key,
+		       char ***names, size_t *n);
+
+/* version.c ---------------------------------------------------------- */
+
+/* Load the committed version at `key`: a manifest or a plain object.
+ * Returns 0, -ENOENT, -EBADMSG (corrupt manifest) or a store error. */
+int fs_version_load(struct fs_ctx *ctx, const char *key,
+		    struct fs_version **out);
+void fs_version_get(struct fs_version *v);
+void fs_version_put(struct fs_version *v);
+
+/* Read [off, off+len) of version `v` synchronously into buf through the
+ * cache; returns bytes read (short only at EOF) or -errno. */
+ssize_t fs_version_pread(struct fs_ctx *ctx, struct fs_version *v, void *buf,
+			 size_t len, uint64_t off);
+
+/* Answer a FUSE read request from `v` asynchronously (reply sent from the
+ * cache completions) and start readahead on handle `fh` (may be NULL). */
+void fs_version_read(struct fs_ctx *ctx, fuse_req_t req,
+		     struct fs_version *v, struct fs_handle *fh, size_t size,
+		     uint64_t off);
+
+/* commit.c ----------------------------------------------------------- */
+
+/* Create an empty stage for `in` (in->lock held).  If `fill` is non-NULL,
+ * copy its whole content into the stage first. */
+int fs_stage_create(struct fs_ctx *ctx, struct fs_inode *in,
+		    struct fs_version *fill);
+
+/* Close and remove the stage of `in` (in->lock held). */
+void fs_stage_drop(struct fs_inode *in);
+
+/* Commit the stage of `in` to the store at its key (in->lock held): split,
+ * upload objects, write the manifest (the commit point), delete superseded
+ * objects.  On failure the stage is kept (failed=true) and -errno is
+ * returned. */
+int fs_commit(struct fs_ctx *ctx, struct fs_inode *in);
+
+/* Delete the file at `key`: its manifest (or plain object), then the
+ * objects the manifest referenced. */
+int fs_remove_file(struct fs_ctx *ctx, const char *key);
+
+/* Monotonic clock in seconds. */
+double fs_now(void);
+
+#endif

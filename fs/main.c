@@ -1,0 +1,332 @@
+/*
+ * main.c - mount.cloudh5: option parsing, mount, session loop.
+ *
+ *   mount.cloudh5 SOURCE MOUNTPOINT [-f] [-d] [-o opt[,opt...]]
+ *
+ * Our options are parsed with one fuse_opt table into struct fs_config;
+ * everything else is handed to libfuse (allow_other, ro, ...).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs_int.h"
+#include "log.h"
+
+extern const struct fuse_lowlevel_ops fs_ops;
+
+/* Raw option strings, converted after parsing. */
+struct raw_opts {
+	char *cache_size, *cache_block, *block_size, *readahead;
+	char *uid, *gid, *umask, *attr_timeout, *spool_dir, *fault;
+	unsigned threads;
+	int foreground, debug, help, version;
+	char *source, *mountpoint;
+};
+
+#define OPT(t, p) { t, offsetof(struct raw_opts, p), 1 }
+static const struct fuse_opt opt_table[] = {
+	OPT("cache_size=%s", cache_size),
+	OPT("cache_block=%s", cache_block),
+	OPT("block_size=%s", block_size),
+	OPT("readahead=%s", readahead),
+	OPT("threads=%u", threads),
+	OPT("uid=%s", uid),
+	OPT("gid=%s", gid),
+	OPT("umask=%s", umask),
+	OPT("attr_timeout=%s", attr_timeout),
+	OPT("spool_dir=%s", spool_dir),
+	OPT("fault=%s", fault),
+	OPT("-f", foreground),
+	OPT("-h", help),
+	OPT("--help", help),
+	OPT("-V", version),
+	OPT("--version", version),
+	FUSE_OPT_KEY("-d", 1),
+	FUSE_OPT_KEY("debug", 1),
+	FUSE_OPT_END
+};
+
+static const char usage[] =
+	"usage: mount.cloudh5 SOURCE MOUNTPOINT [-f] [-d] [-o opt[,opt...]]\n"
+	"\n"
+	"SOURCE: file:///DIR (a local directory used as an object store)\n"
+	"\n"
+	"options:\n"
+	"  -f                   stay in the foreground\n"
+	"  -d, -o debug         request-level logs (implies -f)\n"
+	"  -o cache_size=N      block cache budget in bytes (K/M/G; 256M)\n"
+	"  -o cache_block=N     block cache unit in bytes (1M)\n"
+	"  -o block_size=N      object size for contiguous data (8M)\n"
+	"  -o readahead=N       largest readahead window in bytes (32M)\n"
+	"  -o spool_dir=DIR     where files being written are staged\n"
+	"                       (/var/tmp/cloudh5-spool)\n"
+	"  -o threads=N         store requests in flight (16)\n"
+	"  -o attr_timeout=S    seconds attributes are cached (1)\n"
+	"  -o uid=N,gid=N,umask=M  owner and permissions shown\n"
+	"  -o fault=SPEC        inject store faults (testing)\n"
+	"  plus the FUSE options, e.g. allow_other, ro\n";
+
+static int opt_proc(void *data, const char *arg, int key,
+		    struct fuse_args *outargs)
+{
+	struct raw_opts *raw = data;
+
+	(void)outargs;
+	switch (key) {
+	case 1: /* -d / debug: ours and libfuse's */
+		raw->debug = 1;
+		return 1;
+	case FUSE_OPT_KEY_NONOPT:
+		if (!raw->source) {
+			raw->source = strdup(arg);
+			return 0;
+		}
+		if (!raw->mountpoint) {
+			raw->mountpoint = strdup(arg);
+			return 0;
+		}
+		fprintf(stderr, "mount.cloudh5: unexpected argument '%s'\n",
+			arg);
+		return -1;
+	default:
+		return 1;
+	}
+}
+
+/* "64M" -> bytes.  Returns -EINVAL on junk or overflow. */
+static int parse_size(const char *name, const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	int shift = 0;
+
+	if (!s)
+		return 0;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (end == s || errno)
+		goto bad;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	}
+	if (*end == 'i' || *end == 'B')
+		end++;
+	if (*end == 'B')
+		end++;
+	if (*end || (v << shift) >> shift != v)
+		goto bad;
+	*out = v << shift;
+	return 0;
+bad:
+	fprintf(stderr, "mount.cloudh5: bad value for %s: '%s' "
+			"(expected bytes, e.g. 64M)\n", name, s);
+	return -EINVAL;
+}
+
+static int parse_uint(const char *name, const char *s, int base,
+		      unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!s)
+		return 0;
+	errno = 0;
+	v = strtoul(s, &end, base);
+	if (end == s || *end || errno || v > max) {
+		fprintf(stderr, "mount.cloudh5: bad value for %s: '%s'\n",
+			name, s);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+static int convert_opts(struct raw_opts *raw, struct fs_config *cfg)
+{
+	unsigned long uid = getuid(), gid = getgid(), um = 022;
+	int rc = 0;
+
+	cfg->cache_size = 256ULL << 20;
+	cfg->cache_block = 1ULL << 20;
+	cfg->block_size = 8ULL << 20;
+	cfg->readahead = 32ULL << 20;
+	cfg->attr_timeout = 1.0;
+	rc |= parse_size("cache_size", raw->cache_size, &cfg->cache_size);
+	rc |= parse_size("cache_block", raw->cache_block, &cfg->cache_block);
+	rc |= parse_size("block_size", raw->block_size, &cfg->block_size);
+	rc |= parse_size("readahead", raw->readahead, &cfg->readahead);
+	rc |= parse_uint("uid", raw->uid, 10, UINT_MAX, &uid);
+	rc |= parse_uint("gid", raw->gid, 10, UINT_MAX, &gid);
+	rc |= parse_uint("umask", raw->umask, 8, 0777, &um);
+	if (raw->attr_timeout) {
+		char *end;
+
+		cfg->attr_timeout = strtod(raw->attr_timeout, &end);
+		if (*end || cfg->attr_timeout < 0) {
+			fprintf(stderr, "mount.cloudh5: bad value for "
+					"attr_timeout: '%s'\n",
+				raw->attr_timeout);
+			rc = -EINVAL;
+		}
+	}
+	if (rc)
+		return -EINVAL;
+	if (cfg->cache_block < 4096 || cfg->cache_block > (256u << 20) ||
+	    cfg->block_size < 4096) {
+		fprintf(stderr, "mount.cloudh5: cache_block must be 4K..256M "
+				"and block_size at least 4K\n");
+		return -EINVAL;
+	}
+	cfg->uid = uid;
+	cfg->gid = gid;
+	cfg->umask = um;
+	cfg->threads = raw->threads ? raw->threads : 16;
+	cfg->debug = raw->debug;
+	cfg->fault = raw->fault;
+	raw->fault = NULL;
+	cfg->spool_dir = raw->spool_dir ? raw->spool_dir
+					: strdup("/var/tmp/cloudh5-spool");
+	raw->spool_dir = NULL;
+	return cfg->spool_dir ? 0 : -ENOMEM;
+}
+
+static int make_spool(const char *dir)
+{
+	char *p = strdup(dir), *s;
+
+	if (!p)
+		return -ENOMEM;
+	for (s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		mkdir(p, 0700);
+		*s = '/';
+	}
+	free(p);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		fprintf(stderr, "mount.cloudh5: cannot create spool_dir %s: "
+				"%s\n", dir, strerror(errno));
+		return -errno;
+	}
+	if (access(dir, W_OK) < 0) {
+		fprintf(stderr, "mount.cloudh5: spool_dir %s is not "
+				"writable: %s\n", dir, strerror(errno));
+		return -EACCES;
+	}
+	return 0;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct raw_opts raw;
+	struct fs_ctx ctx;
+	struct fuse_loop_config *lcfg = NULL;
+	char *abs_mnt = NULL;
+	int rc = 1;
+
+	memset(&raw, 0, sizeof(raw));
+	memset(&ctx, 0, sizeof(ctx));
+	if (fuse_opt_parse(&args, &raw, opt_table, opt_proc) < 0)
+		goto out;
+	if (raw.help) {
+		fputs(usage, stdout);
+		rc = 0;
+		goto out;
+	}
+	if (raw.version) {
+		printf("mount.cloudh5 %s (libfuse %s)\n", "0.1.0",
+		       fuse_pkgversion());
+		rc = 0;
+		goto out;
+	}
+	if (!raw.source || !raw.mountpoint) {
+		fputs(usage, stderr);
+		goto out;
+	}
+	if (convert_opts(&raw, &ctx.cfg) < 0)
+		goto out;
+	ctx.cfg.source = raw.source;
+	if (raw.debug) {
+		ch5_log_set_level(LOG_DEBUG);
+		raw.foreground = 1;
+	}
+	if (make_spool(ctx.cfg.spool_dir) < 0)
+		goto out;
+	abs_mnt = realpath(raw.mountpoint, NULL);
+	if (!abs_mnt) {
+		fprintf(stderr, "mount.cloudh5: bad mount point %s: %s\n",
+			raw.mountpoint, strerror(errno));
+		goto out;
+	}
+	if (ost_open_url(ctx.cfg.source, ctx.cfg.fault, ctx.cfg.threads,
+			 &ctx.st) < 0) {
+		fprintf(stderr, "mount.cloudh5: cannot open the store %s\n",
+			ctx.cfg.source);
+		goto out;
+	}
+	if (fs_cache_new(ctx.st, ctx.cfg.cache_size, ctx.cfg.cache_block,
+			 &ctx.cache) < 0 ||
+	    fs_itable_init(&ctx) < 0) {
+		fprintf(stderr, "mount.cloudh5: out of memory\n");
+		goto out;
+	}
+	ctx.se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &ctx);
+	if (!ctx.se)
+		goto out; /* libfuse printed why (e.g. an unknown option) */
+	if (fuse_set_signal_handlers(ctx.se) < 0)
+		goto out;
+	if (fuse_session_mount(ctx.se, abs_mnt) < 0)
+		goto out_handlers;
+	if (fuse_daemonize(raw.foreground) < 0)
+		goto out_unmount;
+	if (!raw.foreground)
+		ch5_log_to_syslog("mount.cloudh5");
+	ch5_info("mounted %s on %s", ctx.cfg.source, abs_mnt);
+	lcfg = fuse_loop_cfg_create();
+	if (!lcfg)
+		goto out_unmount;
+	fuse_loop_cfg_set_max_threads(lcfg, 32);
+	fuse_loop_cfg_set_idle_threads(lcfg, 8);
+	rc = fuse_session_loop_mt(ctx.se, lcfg) ? 1 : 0;
+	fuse_loop_cfg_destroy(lcfg);
+out_unmount:
+	fuse_session_unmount(ctx.se);
+out_handlers:
+	fuse_remove_signal_handlers(ctx.se);
+out:
+	if (ctx.se)
+		fuse_session_destroy(ctx.se);
+	fs_cache_free(ctx.cache);
+	fs_itable_release(&ctx);
+	ost_free(ctx.st);
+	fuse_opt_free_args(&args);
+	free(ctx.cfg.spool_dir);
+	free(ctx.cfg.fault);
+	free(raw.cache_size);
+	free(raw.cache_block);
+	free(raw.block_size);
+	free(raw.readahead);
+	free(raw.uid);
+	free(raw.gid);
+	free(raw.umask);
+	free(raw.attr_timeout);
+	free(raw.spool_dir);
+	free(raw.fault);
+	free(raw.source);
+	free(raw.mountpoint);
+	free(abs_mnt);
+	return rc;
+}

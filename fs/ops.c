@@ -1,0 +1,1167 @@
+/*
+ * ops.c - the FUSE low-level operations.
+ *
+ * Every handler has the same shape: find the inode, do the work through the
+ * helpers of inode.c, version.c and commit.c, and turn a negative errno into
+ * fuse_reply_err() at the end.  Directories are key prefixes: a directory
+ * exists when some key starts with "dir/" (mkdir writes the empty marker
+ * object "dir/", as s3fs-fuse does).  ".cloudh5" at the root is the data
+ * area of the object layout and is hidden.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "fs_int.h"
+#include "log.h"
+
+#define HIDDEN_ROOT ".cloudh5"
+
+static struct fs_ctx *req_ctx(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct fs_handle *fi_handle(struct fuse_file_info *fi)
+{
+	return (struct fs_handle *)(uintptr_t)fi->fh;
+}
+
+static bool hidden_name(const struct fs_inode *parent, const char *name)
+{
+	return parent->ino == FUSE_ROOT_ID && !strcmp(name, HIDDEN_ROOT);
+}
+
+static void fill_dir_attr(struct fs_ctx *ctx, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = S_IFDIR | (0777 & ~ctx->cfg.umask);
+	st->st_nlink = 2;
+	st->st_size = 4096;
+	st->st_blksize = 4096;
+	st->st_uid = ctx->cfg.uid;
+	st->st_gid = ctx->cfg.gid;
+}
+
+static void fill_file_attr(struct fs_ctx *ctx, struct fs_inode *in,
+			   uint64_t size, int64_t mtime_ns)
+{
+	struct stat *st = &in->attr;
+	mode_t mode = in->mode_set ? st->st_mode : 0;
+
+	memset(st, 0, sizeof(*st));
+	st->st_mode = in->mode_set ? mode : S_IFREG | (0666 & ~ctx->cfg.umask);
+	st->st_nlink = 1;
+	st->st_size = size;
+	st->st_blocks = (size + 511) / 512;
+	st->st_blksize = 1 << 20;
+	st->st_uid = ctx->cfg.uid;
+	st->st_gid = ctx->cfg.gid;
+	st->st_mtim.tv_sec = mtime_ns / 1000000000;
+	st->st_mtim.tv_nsec = mtime_ns % 1000000000;
+	st->st_atim = st->st_ctim = st->st_mtim;
+	in->have_attr = true;
+	in->attr_time = fs_now();
+}
+
+/* Does any key start with `key` + "/"?  (A directory.) */
+static int dir_exists(struct fs_ctx *ctx, const char *key)
+{
+	struct ost_list_result res = { 0 };
+	char *prefix;
+	int rc;
+
+	if (!*key)
+		return 1;
+	prefix = fs_child_key(key, "");
+	if (!prefix)
+		return -ENOMEM;
+	rc = ost_list(ctx->st, prefix, "/", NULL, 1, &res);
+	if (rc == 0)
+		rc = res.n_objects || res.n_prefixes;
+	ost_list_result_release(&res);
+	free(prefix);
+	return rc;
+}
+
+/* Bring in->attr up to date (in->lock held).  Files: from the stage, or
+ * from the committed version (loaded at most every attr_timeout seconds
+ * unless `force`).  Returns 0, or -ENOENT when the key is gone. */
+static int refresh_locked(struct fs_ctx *ctx, struct fs_inode *in, bool force)
+{
+	struct fs_version *v = NULL;
+	struct stat st;
+	char *key;
+	int rc;
+
+	if (in->is_dir) {
+		fill_dir_attr(ctx, &in->attr);
+		return 0;
+	}
+	if (in->stage) {
+		if (fstat(in->stage->fd, &st) < 0)
+			return -errno;
+		fill_file_attr(ctx, in, st.st_size,
+			       st.st_mtim.tv_sec * 1000000000LL +
+				       st.st_mtim.tv_nsec);
+		return 0;
+	}
+	if (in->unlinked)
+		return -ENOENT;
+	if (!force && in->have_attr &&
+	    fs_now() - in->attr_time < ctx->cfg.attr_timeout)
+		return 0;
+	key = fs_inode_key(ctx, in);
+	if (!key)
+		return -ENOMEM;
+	rc = fs_version_load(ctx, key, &v);
+	if (rc == -EAGAIN)
+		rc = fs_version_load(ctx, key, &v);
+	free(key);
+	if (rc < 0)
+		return rc;
+	if (in->ver)
+		fs_version_put(in->ver);
+	in->ver = v;
+	fill_file_attr(ctx, in, v->size, v->mtime_ns);
+	return 0;
+}
+
+/* Resolve `key` to a file or directory inode and count `lookup` (0 or 1)
+ * kernel lookups on it. */
+static int resolve(struct fs_ctx *ctx, const char *key,
+		   struct fuse_entry_param *e, int lookup)
+{
+	struct fs_inode *in = fs_inode_by_key(ctx, key);
+	int rc;
+
+	memset(e, 0, sizeof(*e));
+	if (!in || !in->is_dir) {
+		in = fs_inode_get(ctx, key, false, 0);
+		if (!in)
+			return -ENOMEM;
+		pthread_mutex_lock(&in->lock);
+		rc = refresh_locked(ctx, in, false);
+		if (rc == 0)
+			e->attr = in->attr;
+		pthread_mutex_unlock(&in->lock);
+		if (rc == 0)
+			goto found;
+		if (rc != -ENOENT)
+			return rc;
+	}
+	rc = dir_exists(ctx, key);
+	if (rc < 0)
+		return rc;
+	if (!rc)
+		return -ENOENT;
+	in = fs_inode_get(ctx, key, true, 0);
+	if (!in)
+		return -ENOMEM;
+	fill_dir_attr(ctx, &e->attr);
+found:
+	if (lookup)
+		fs_inode_get(ctx, key, in->is_dir, lookup);
+	e->ino = in->ino;
+	e->attr.st_ino = in->ino;
+	e->attr_timeout = ctx->cfg.attr_timeout;
+	e->entry_timeout = ctx->cfg.attr_timeout;
+	return 0;
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* Large kernel requests: fewer, bigger reads and writes. */
+	conn->max_write = 1 << 20;
+	conn->max_readahead = 1 << 20;
+	if (conn->capable & FUSE_CAP_EXPORT_SUPPORT)
+		conn->want &= ~FUSE_CAP_EXPORT_SUPPORT;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct fs_inode *p = fs_inode_by_ino(ctx, parent);
+	struct fuse_entry_param e;
+	char *key = NULL;
+	int rc;
+
+	if (!p) {
+		rc = -ESTALE;
+		goto out;
+	}
+	if (hidden_name(p, name)) {
+		rc = -ENOENT;
+		goto out;
+	}
+	key = fs_inode_key(ctx, p);
+	if (key) {
+		char *ck = fs_child_key(key, name);
+
+		free(key);
+		key = ck;
+	}
+	if (!key) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = resolve(ctx, key, &e, 1);
+out:
+	free(key);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct fs_inode *in = fs_inode_by_ino(ctx, ino);
+
+	if (in)
+		fs_inode_forget(ctx, in, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	size_t i;
+
+	for (i = 0; i < count; i++) {
+		struct fs_inode *in = fs_inode_by_ino(ctx, forgets[i].ino);
+
+		if (in)
+			fs_inode_forget(ctx, in, forgets[i].nlookup);
+	}
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct fs_inode *in = fs_inode_by_ino(ctx, ino);
+	struct stat st;
+	int rc;
+
+	(void)fi;
+	if (!in) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	pthread_mutex_lock(&in->lock);
+	rc = refresh_locked(ctx, in, false);
+	st = in->attr;
+	pthread_mutex_unlock(&in->lock);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	st.st_ino = ino;
+	fuse_reply_attr(req, &st, ctx->cfg.attr_timeout);
+}
+
+/* Make sure `in` has a stage holding its current content (in->lock held).
+ * `empty`: the caller is about to truncate to 0, skip the download. */
+static int ensure_stage_locked(struct fs_ctx *ctx, struct fs_inode *in,
+			       bool empty)
+{
+	int rc;
+
+	if (in->stage)
+		return 0;
+	if (empty)
+		return fs_stage_create(ctx, in, NULL);
+	rc = refresh_locked(ctx, in, true);
+	if (rc < 0)
+		return rc;
+	return fs_stage_create(ctx, in, in->ver);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct fs_inode *in = fs_inode_by_ino(ctx, ino);
+	struct stat st;
+	int rc = 0;
+
+	if (!in) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	pthread_mutex_lock(&in->lock);
+	if ((to_set & FUSE_SET_ATTR_SIZE) && in->is_dir) {
+		rc = -EISDIR;
+		goto out;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		rc = ensure_stage_locked(ctx, in, attr->st_size == 0);
+		if (rc < 0)
+			goto out;
+		if (ftruncate(in->stage->fd, attr->st_size) < 0) {
+			rc = -errno;
+			goto out;
+		}
+		in->stage->dirty = true;
+		/* truncate(2) on a closed file: commit now, nobody will
+		 * flush it. */
+		if (!fi && in->opens == 0) {
+			rc = fs_commit(ctx, in);
+			if (rc < 0)
+				goto out;
+			fs_stage_drop(in);
+		}
+	}
+	rc = refresh_locked(ctx, in, false);
+	if (rc < 0)
+		goto out;
+	/* Ownership, mode and times are not stored in the object store:
+	 * they are kept in memory for the life of the inode. */
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		in->attr.st_mode = (in->attr.st_mode & S_IFMT) |
+				   (attr->st_mode & 07777);
+		in->mode_set = !in->is_dir;
+	}
+	if (to_set & FUSE_SET_ATTR_UID)
+		in->attr.st_uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		in->attr.st_gid = attr->st_gid;
+	if (to_set & FUSE_SET_ATTR_MTIME)
+		in->attr.st_mtim = attr->st_mtim;
+	if (to_set & FUSE_SET_ATTR_ATIME)
+		in->attr.st_atim = attr->st_atim;
+out:
+	st = in->attr;
+	pthread_mutex_unlock(&in->lock);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	st.st_ino = ino;
+	fuse_reply_attr(req, &st, ctx->cfg.attr_timeout);
+}
+
+static struct fs_handle *handle_new(struct fs_inode *in, bool writable)
+{
+	struct fs_handle *fh = calloc(1, sizeof(*fh));
+
+	if (!fh)
+		return NULL;
+	fh->inode = in;
+	fh->writable = writable;
+	pthread_mutex_init(&fh->lock, NULL);
+	return fh;
+}
+
+static void handle_free(struct fs_handle *fh)
+{
+	if (fh->ver)
+		fs_version_put(fh->ver);
+	pthread_mutex_destroy(&fh->lock);
+	free(fh);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct fs_inode *in = fs_inode_by_ino(ctx, ino);
+	bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+	bool trunc = fi->flags & O_TRUNC;
+	struct fs_handle *fh = NULL;
+	char old_etag[OST_ETAG_MAX] = "";
+	int rc = 0;
+
+	if (!in) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (in->is_dir) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	fh = handle_new(in, writable);
+	if (!fh) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&in->lock);
+	if (writable || trunc) {
+		rc = ensure_stage_locked(ctx, in, trunc);
+		if (rc < 0)
+			goto out;
+		if (trunc) {
+			if (ftruncate(in->stage->fd, 0) < 0) {
+				rc = -errno;
+				goto out;
+			}
+			in->stage->dirty = true;
+		}
+	} else if (!in->stage) {
+		/* Revalidate: a new version gets a fresh page cache. */
+		if (in->ver)
+			memcpy(old_etag, in->ver->etag, sizeof(old_etag));
+		rc = refresh_locked(ctx, in, true);
+		if (rc < 0)
+			goto out;
+		fh->ver = in->ver;
+		fs_version_get(fh->ver);
+		fi->keep_cache = old_etag[0] && !strcmp(old_etag, fh->ver->etag);
+	}
+out:
+	pthread_mutex_unlock(&in->lock);
+	if (rc < 0) {
+		handle_free(fh);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fs_inode_open_count(ctx, in, 1);
+	fi->fh = (uintptr_t)fh;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		/* The opener was interrupted: undo. */
+		fs_inode_open_count(ctx, in, -1);
+		handle_free(fh);
+	}
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct fs_inode *p = fs_inode_by_ino(ctx, parent), *in = NULL;
+	struct fuse_entry_param e;
+	struct fs_handle *fh = NULL;
+	char *pkey = NULL, *key = NULL;
+	int rc = 0;
+
+	if (!p) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (hidden_name(p, name)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	pkey = fs_inode_key(ctx, p);
+	key = pkey ? fs_child_key(pkey, name) : NULL;
+	if (key)
+		in = fs_inode_get(ctx, key, false, 0);
+	if (in)
+		fh = handle_new(in, true);
+	if (!fh) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_lock(&in->lock);
+	in->unlinked = false;
+	rc = ensure_stage_locked(ctx, in, true);
+	if (rc == 0 && ftruncate(in->stage->fd, 0) < 0)
+		rc = -errno;
+	if (rc == 0) {
+		in->stage->dirty = true;
+		if (mode & 07777) {
+			in->attr.st_mode = S_IFREG | (mode & 07777 &
+						      ~ctx->cfg.umask);
+			in->mode_set = true;
+		}
+		rc = refresh_locked(ctx, in, true);
+	}
+	memset(&e, 0, sizeof(e));
+	e.attr = in->attr;
+	pthread_mutex_unlock(&in->lock);
+	if (rc < 0)
+		goto out;
+	fs_inode_get(ctx, key, false, 1);
+	fs_inode_open_count(ctx, in, 1);
+	e.ino = in->ino;
+	e.attr.st_ino = in->ino;
+	e.attr_timeout = e.entry_timeout = ctx->cfg.attr_timeout;
+	fi->fh = (uintptr_t)fh;
+	fh = NULL;
+out:
+	free(pkey);
+	free(key);
+	if (fh)
+		handle_free(fh);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_create(req, &e, fi);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct fs_handle *fh = fi_handle(fi);
+	struct fs_inode *in = fh->inode;
+	struct fs_version *v;
+
+	(void)ino;
+	pthread_mutex_lock(&in->lock);
+	if (in->stage) {
+		char *buf = malloc(size ? size : 1);
+		ssize_t n = buf ? pread(in->stage->fd, buf, size, off) : -1;
+		int err = buf ? errno : ENOMEM;
+
+		pthread_mutex_unlock(&in->lock);
+		if (n < 0)
+			fuse_reply_err(req, err);
+		else
+			fuse_reply_buf(req, buf, n);
+		free(buf);
+		return;
+	}
+	/* A handle opened for writing whose stage was committed and
+	 * dropped reads the version the commit produced. */
+	v = fh->ver ? fh->ver : in->ver;
+	if (!v) {
+		pthread_mutex_unlock(&in->lock);
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	fs_version_get(v);
+	pthread_mutex_unlock(&in->lock);
+	fs_version_read(ctx, req, v, fh, size, off);
+	fs_version_put(v);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		     size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct fs_inode *in = fi_handle(fi)->inode;
+	ssize_t n = 0;
+	int rc = 0;
+
+	(void)ino;
+	pthread_mutex_lock(&in->lock);
+	rc = ensure_stage_locked(ctx, in, false);
+	if (rc == 0) {
+		n = pwrite(in->stage->fd, buf, size, off);
+		if (n < 0)
+			rc = -errno;
+		else
+			in->stage->dirty = true;
+	}
+	pthread_mutex_unlock(&in->lock);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_write(req, n);
+}
+
+/* Commit if the stage has unsaved writes (in->lock held). */
+static int commit_if_dirty_locked(struct fs_ctx *ctx, struct fs_inode *in)
+{
+	if (!in->stage || !in->stage->dirty || in->unlinked)
+		return 0;
+	return fs_commit(ctx, in);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct fs_inode *in = fi_handle(fi)->inode;
+	int rc;
+
+	(void)ino;
+	pthread_mutex_lock(&in->lock);
+	rc = commit_if_dirty_locked(ctx, in);
+	pthread_mutex_unlock(&in->lock);
+	fuse_reply_err(req, -rc);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	(void)datasync;
+	op_flush(req, ino, fi);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct fs_handle *fh = fi_handle(fi);
+	struct fs_inode *in = fh->inode;
+
+	(void)ino;
+	pthread_mutex_lock(&in->lock);
+	if (in->opens == 1 && in->stage) {
+		/* Last close: commit what is left, then drop the stage unless
+		 * the commit failed (then it stays in the spool). */
+		if (commit_if_dirty_locked(ctx, in) == 0 &&
+		    (!in->stage->dirty || in->unlinked))
+			fs_stage_drop(in);
+	}
+	pthread_mutex_unlock(&in->lock);
+	handle_free(fh);
+	fs_inode_open_count(ctx, in, -1);
+	fuse_reply_err(req, 0);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct fs_inode *p = fs_inode_by_ino(ctx, parent), *in;
+	char *pkey, *key = NULL, dead[64];
+	bool staged = false;
+	int rc;
+
+	if (!p) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	pkey = fs_inode_key(ctx, p);
+	key = pkey ? fs_child_key(pkey, name) : NULL;
+	free(pkey);
+	if (!key) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	in = fs_inode_by_key(ctx, key);
+	if (in) {
+		if (in->is_dir) {
+			free(key);
+			fuse_reply_err(req, EISDIR);
+			return;
+		}
+		pthread_mutex_lock(&in->lock);
+		in->unlinked = true;
+		staged = in->stage != NULL;
+		in->have_attr = false;
+		pthread_mutex_unlock(&in->lock);
+		/* Open handles keep the inode under a name no lookup can
+		 * produce, so a new file of this name gets a new inode. */
+		snprintf(dead, sizeof(dead), "\x01unlinked/%llu",
+			 (unsigned long long)in->ino);
+		fs_inode_rename(ctx, key, dead);
+	}
+	rc = fs_remove_file(ctx, key);
+	if (rc == -ENOENT && staged)
+		rc = 0;
+	free(key);
+	fuse_reply_err(req, -rc);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct fs_inode *p = fs_inode_by_ino(ctx, parent);
+	struct fuse_entry_param e;
+	struct ost_info info;
+	char *pkey, *key = NULL, *marker = NULL;
+	int rc;
+
+	(void)mode;
+	if (!p) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (hidden_name(p, name)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	pkey = fs_inode_key(ctx, p);
+	key = pkey ? fs_child_key(pkey, name) : NULL;
+	marker = key ? fs_child_key(key, "") : NULL;
+	free(pkey);
+	if (!marker) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = ost_head(ctx->st, key, &info);
+	if (rc == 0) {
+		rc = -EEXIST;
+		goto out;
+	}
+	rc = ost_put_buf(ctx->st, marker, "", 0, NULL);
+	if (rc < 0)
+		goto out;
+	rc = resolve(ctx, key, &e, 1);
+out:
+	free(key);
+	free(marker);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct fs_inode *p = fs_inode_by_ino(ctx, parent);
+	struct ost_list_result res = { 0 };
+	char *pkey, *key = NULL, *prefix = NULL, **staged = NULL;
+	size_t n_staged = 0, i;
+	int rc;
+
+	if (!p) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	pkey = fs_inode_key(ctx, p);
+	key = pkey ? fs_child_key(pkey, name) : NULL;
+	prefix = key ? fs_child_key(key, "") : NULL;
+	free(pkey);
+	if (!prefix) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = ost_list(ctx->st, prefix, NULL, NULL, 2, &res);
+	if (rc < 0)
+		goto out;
+	if (res.n_objects == 0) {
+		rc = -ENOENT;
+		goto out;
+	}
+	fs_staged_children(ctx, key, &staged, &n_staged);
+	if (res.n_objects > 1 || strcmp(res.objects[0].key, prefix) ||
+	    n_staged) {
+		rc = -ENOTEMPTY;
+		goto out;
+	}
+	rc = ost_delete(ctx->st, prefix);
+out:
+	for (i = 0; i < n_staged; i++)
+		free(staged[i]);
+	free(staged);
+	ost_list_result_release(&res);
+	free(key);
+	free(prefix);
+	fuse_reply_err(req, -rc);
+}
+
+/* Copy every key below `from` + "/" (and the marker) to the same name
+ * below `to` + "/", then delete the originals. */
+static int rename_tree(struct fs_ctx *ctx, const char *from, const char *to)
+{
+	char *fp = fs_child_key(from, ""), *token = NULL;
+	size_t fl = fp ? strlen(fp) : 0, i;
+	int rc = 0;
+
+	if (!fp)
+		return -ENOMEM;
+	do {
+		struct ost_list_result res = { 0 };
+
+		rc = ost_list(ctx->st, fp, NULL, token, 1000, &res);
+		free(token);
+		token = NULL;
+		for (i = 0; rc == 0 && i < res.n_objects; i++) {
+			char *nk = fs_child_key(to, res.objects[i].key + fl);
+
+			rc = nk ? ost_copy(ctx->st, res.objects[i].key, nk)
+				: -ENOMEM;
+			if (rc == 0)
+				rc = ost_delete(ctx->st, res.objects[i].key);
+			free(nk);
+		}
+		if (rc == 0 && res.next_token)
+			token = strdup(res.next_token);
+		ost_list_result_release(&res);
+	} while (rc == 0 && token);
+	free(fp);
+	return rc;
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct fs_inode *p = fs_inode_by_ino(ctx, parent);
+	struct fs_inode *np = fs_inode_by_ino(ctx, newparent), *in, *dst_in;
+	struct fuse_entry_param src_e, dst_e;
+	struct fs_version *dst_ver = NULL;
+	char *pk = NULL, *npk = NULL, *from = NULL, *to = NULL, dead[64];
+	bool dst_exists;
+	int rc;
+
+	if (!p || !np) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (flags & RENAME_EXCHANGE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (hidden_name(p, name) || hidden_name(np, newname)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	pk = fs_inode_key(ctx, p);
+	npk = fs_inode_key(ctx, np);
+	from = pk ? fs_child_key(pk, name) : NULL;
+	to = npk ? fs_child_key(npk, newname) : NULL;
+	if (!from || !to) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* The kernel holds lookups on both ends, so the inodes stay. */
+	rc = resolve(ctx, from, &src_e, 0);
+	if (rc < 0)
+		goto out;
+	in = fs_inode_by_ino(ctx, src_e.ino);
+	rc = resolve(ctx, to, &dst_e, 0);
+	dst_exists = rc == 0;
+	if (rc < 0 && rc != -ENOENT)
+		goto out;
+	dst_in = dst_exists ? fs_inode_by_ino(ctx, dst_e.ino) : NULL;
+	if (dst_exists && (flags & RENAME_NOREPLACE)) {
+		rc = -EEXIST;
+		goto out;
+	}
+	if (in->is_dir) {
+		if (dst_exists && !dst_in->is_dir) {
+			rc = -ENOTDIR;
+			goto out;
+		}
+		if (dst_exists) {
+			/* Only an empty directory may be replaced. */
+			struct ost_list_result res = { 0 };
+			char *dp = fs_child_key(to, "");
+
+			rc = dp ? ost_list(ctx->st, dp, NULL, NULL, 2, &res)
+				: -ENOMEM;
+			if (rc == 0 &&
+			    (res.n_objects > 1 ||
+			     (res.n_objects == 1 &&
+			      strcmp(res.objects[0].key, dp))))
+				rc = -ENOTEMPTY;
+			ost_list_result_release(&res);
+			free(dp);
+			if (rc < 0)
+				goto out;
+		}
+		rc = rename_tree(ctx, from, to);
+		if (rc == 0)
+			rc = fs_inode_rename(ctx, from, to);
+		goto out;
+	}
+	if (dst_exists && dst_in->is_dir) {
+		rc = -EISDIR;
+		goto out;
+	}
+	pthread_mutex_lock(&in->lock);
+	/* Pending writes land first, so the store holds what is moved. */
+	rc = commit_if_dirty_locked(ctx, in);
+	pthread_mutex_unlock(&in->lock);
+	if (rc < 0)
+		goto out;
+	if (dst_exists) {
+		rc = fs_version_load(ctx, to, &dst_ver);
+		if (rc < 0 && rc != -ENOENT && rc != -EBADMSG)
+			goto out;
+	}
+	rc = ost_copy(ctx->st, from, to);
+	if (rc == -ENOENT) /* staged only, never committed */
+		rc = 0;
+	else if (rc == 0)
+		rc = ost_delete(ctx->st, from);
+	if (rc < 0)
+		goto out;
+	if (dst_ver && dst_ver->man) {
+		char **gone = NULL;
+		size_t n = 0, i;
+
+		if (h5m_superseded(dst_ver->man, NULL, &gone, &n) == 0) {
+			for (i = 0; i < n; i++)
+				ost_delete(ctx->st, gone[i]);
+			h5m_keys_free(gone, n);
+		}
+	}
+	if (dst_in) {
+		snprintf(dead, sizeof(dead), "\x01unlinked/%llu",
+			 (unsigned long long)dst_in->ino);
+		pthread_mutex_lock(&dst_in->lock);
+		dst_in->unlinked = true;
+		pthread_mutex_unlock(&dst_in->lock);
+		fs_inode_rename(ctx, to, dead);
+	}
+	rc = fs_inode_rename(ctx, from, to);
+out:
+	if (dst_ver)
+		fs_version_put(dst_ver);
+	free(pk);
+	free(npk);
+	free(from);
+	free(to);
+	fuse_reply_err(req, -rc);
+}
+
+/* An open directory: a snapshot of its entries taken at opendir. */
+struct dir_entry {
+	char *name;
+	bool is_dir;
+};
+
+struct dir_handle {
+	char *key;
+	struct dir_entry *ents;
+	size_t n;
+};
+
+static int ent_cmp(const void *a, const void *b)
+{
+	const struct dir_entry *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	/* Files before directories of the same name: lookup prefers the
+	 * file, so the listing must too. */
+	return c ? c : (int)x->is_dir - (int)y->is_dir;
+}
+
+static int dir_add(struct dir_handle *d, size_t *cap, const char *name,
+		   size_t len, bool is_dir)
+{
+	if (!len)
+		return 0;
+	if (d->n == *cap) {
+		struct dir_entry *ne;
+
+		*cap = *cap ? *cap * 2 : 64;
+		ne = realloc(d->ents, *cap * sizeof(*ne));
+		if (!ne)
+			return -ENOMEM;
+		d->ents = ne;
+	}
+	d->ents[d->n].name = strndup(name, len);
+	if (!d->ents[d->n].name)
+		return -ENOMEM;
+	d->ents[d->n++].is_dir = is_dir;
+	return 0;
+}
+
+static void dir_free(struct dir_handle *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++)
+		free(d->ents[i].name);
+	free(d->ents);
+	free(d->key);
+	free(d);
+}
+
+static int dir_load(struct fs_ctx *ctx, struct dir_handle *d)
+{
+	char *prefix = *d->key ? fs_child_key(d->key, "") : strdup("");
+	size_t pl = prefix ? strlen(prefix) : 0, cap = 0, i, j;
+	char *token = NULL, **staged = NULL;
+	size_t n_staged = 0;
+	int rc = 0;
+
+	if (!prefix)
+		return -ENOMEM;
+	do {
+		struct ost_list_result res = { 0 };
+
+		rc = ost_list(ctx->st, prefix, "/", token, 1000, &res);
+		free(token);
+		token = NULL;
+		for (i = 0; rc == 0 && i < res.n_objects; i++) {
+			const char *nm = res.objects[i].key + pl;
+
+			rc = dir_add(d, &cap, nm, strlen(nm), false);
+		}
+		for (i = 0; rc == 0 && i < res.n_prefixes; i++) {
+			const char *nm = res.prefixes[i] + pl;
+
+			if (!pl && !strcmp(nm, HIDDEN_ROOT "/"))
+				continue;
+			rc = dir_add(d, &cap, nm, strlen(nm) - 1, true);
+		}
+		if (rc == 0 && res.next_token)
+			token = strdup(res.next_token);
+		ost_list_result_release(&res);
+	} while (rc == 0 && token);
+	free(prefix);
+	fs_staged_children(ctx, d->key, &staged, &n_staged);
+	for (i = 0; i < n_staged; i++) {
+		if (rc == 0)
+			rc = dir_add(d, &cap, staged[i], strlen(staged[i]),
+				     false);
+		free(staged[i]);
+	}
+	free(staged);
+	if (rc < 0)
+		return rc;
+	qsort(d->ents, d->n, sizeof(*d->ents), ent_cmp);
+	for (i = j = 0; i < d->n; i++) {
+		if (j && !strcmp(d->ents[j - 1].name, d->ents[i].name)) {
+			free(d->ents[i].name);
+			continue;
+		}
+		d->ents[j++] = d->ents[i];
+	}
+	d->n = j;
+	return 0;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct fs_inode *in = fs_inode_by_ino(ctx, ino);
+	struct dir_handle *d;
+	int rc;
+
+	if (!in) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	d = calloc(1, sizeof(*d));
+	if (d)
+		d->key = fs_inode_key(ctx, in);
+	if (!d || !d->key) {
+		free(d);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rc = dir_load(ctx, d);
+	if (rc < 0) {
+		dir_free(d);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	fi->cache_readdir = 0;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		dir_free(d);
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+		       off_t off, struct fuse_file_info *fi, bool plus)
+{
+	struct fs_ctx *ctx = req_ctx(req);
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+	char *buf = malloc(size), *p = buf;
+	size_t rem = size;
+	off_t i;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* Offsets: 1 after ".", 2 after "..", 3 + i after entry i. */
+	for (i = off; i < (off_t)d->n + 2; i++) {
+		struct fuse_entry_param e;
+		const char *name;
+		size_t len;
+
+		memset(&e, 0, sizeof(e));
+		if (i < 2) {
+			name = i == 0 ? "." : "..";
+			fill_dir_attr(ctx, &e.attr);
+			e.attr.st_ino = i == 0 ? ino : FUSE_ROOT_ID;
+		} else {
+			const struct dir_entry *de = &d->ents[i - 2];
+			char *key = fs_child_key(d->key, de->name);
+
+			name = de->name;
+			e.attr.st_mode = de->is_dir ? S_IFDIR : S_IFREG;
+			if (plus) {
+				int rc = key ? resolve(ctx, key, &e, 1) : -ENOMEM;
+
+				free(key);
+				if (rc == -ENOENT)
+					continue; /* gone since opendir */
+				if (rc < 0) {
+					free(buf);
+					fuse_reply_err(req, -rc);
+					return;
+				}
+			} else {
+				free(key);
+			}
+		}
+		len = plus ? fuse_add_direntry_plus(req, p, rem, name, &e,
+						    i + 1)
+			   : fuse_add_direntry(req, p, rem, name, &e.attr,
+					       i + 1);
+		if (len > rem) {
+			/* Did not fit: undo the lookup counted for it. */
+			if (plus && i >= 2 && e.ino)
+				fs_inode_forget(ctx,
+						fs_inode_by_ino(ctx, e.ino), 1);
+			break;
+		}
+		p += len;
+		rem -= len;
+	}
+	fuse_reply_buf(req, buf, size - rem);
+	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	(void)ino;
+	dir_free((struct dir_handle *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+
+	(void)ino;
+	/* An object store has no fixed size: report 1 PiB free, as
+	 * s3fs-fuse does, so tools that check free space proceed. */
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = sv.f_bfree = sv.f_bavail = (1ULL << 50) / 4096;
+	sv.f_files = sv.f_ffree = sv.f_favail = 1ULL << 32;
+	sv.f_namemax = 255;
+	fuse_reply_statfs(req, &sv);
+}
+
+const struct fuse_lowlevel_ops fs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.open = op_open,
+	.create = op_create,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.fsync = op_fsync,
+	.release = op_release,
+	.unlink = op_unlink,
+	.mkdir = op_mkdir,
+	.rmdir = op_rmdir,
+	.rename = op_rename,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+};

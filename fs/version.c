@@ -1,0 +1,397 @@
+/*
+ * version.c - committed versions: loading a manifest or a plain object, and
+ * reading its bytes through the block cache.
+ *
+ * A read is split into pieces: skeleton bytes are copied from the manifest
+ * in memory; object ranges become block-cache requests.  The FUSE reply is
+ * sent by whichever completion finishes last, so a FUSE worker thread never
+ * waits for the store.  Sequential reads on a handle grow a readahead window
+ * that prefetches the following objects' blocks; a seek resets it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_int.h"
+#include "log.h"
+
+/* First GET of a key: enough for the header and small manifests at once. */
+#define FIRST_GET 65536
+/* Most pieces handled per h5m_map() call. */
+#define PIECES 64
+/* Manifests larger than this are refused (corrupt or hostile). */
+#define MANIFEST_MAX (4ULL << 30)
+
+void fs_version_get(struct fs_version *v)
+{
+	__atomic_add_fetch(&v->refs, 1, __ATOMIC_RELAXED);
+}
+
+void fs_version_put(struct fs_version *v)
+{
+	if (!v || __atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	h5m_manifest_free(v->man);
+	free(v->key);
+	free(v);
+}
+
+int fs_version_load(struct fs_ctx *ctx, const char *key,
+		    struct fs_version **out)
+{
+	struct fs_version *v;
+	struct ost_info info;
+	struct h5m_header hdr;
+	uint8_t *buf = NULL;
+	size_t got = 0;
+	int rc;
+
+	buf = malloc(FIRST_GET);
+	v = calloc(1, sizeof(*v));
+	if (!buf || !v) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	v->refs = 1;
+	rc = ost_get(ctx->st, key, 0, buf, FIRST_GET, &got, &info);
+	if (rc < 0)
+		goto out;
+	v->mtime_ns = info.mtime_ns;
+	memcpy(v->etag, info.etag, sizeof(v->etag));
+	if (!h5m_is_manifest(buf, got)) {
+		v->key = strdup(key);
+		v->size = info.size;
+		rc = v->key ? 0 : -ENOMEM;
+		goto out;
+	}
+	rc = h5m_header_peek(buf, got, &hdr);
+	if (rc < 0)
+		goto corrupt;
+	if (hdr.manifest_size != info.size || hdr.manifest_size > MANIFEST_MAX)
+		goto corrupt;
+	if (hdr.manifest_size > got) {
+		uint8_t *nb = realloc(buf, hdr.manifest_size);
+		size_t more = 0;
+
+		if (!nb) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		buf = nb;
+		rc = ost_get(ctx->st, key, got, buf + got,
+			     hdr.manifest_size - got, &more, &info);
+		if (rc < 0)
+			goto out;
+		/* The object changed between the two GETs: a new commit
+		 * landed.  Ask the caller to come again. */
+		if (strcmp(info.etag, v->etag) ||
+		    got + more != hdr.manifest_size) {
+			rc = -EAGAIN;
+			goto out;
+		}
+		got += more;
+	}
+	rc = h5m_manifest_decode(buf, got, &v->man);
+	if (rc < 0)
+		goto corrupt;
+	v->size = h5m_file_size(v->man);
+	goto out;
+corrupt:
+	ch5_err("%s: the manifest is corrupt (%s); not reading it", key,
+		strerror(-rc == EPROTONOSUPPORT ? EPROTONOSUPPORT : EBADMSG));
+	if (rc != -EPROTONOSUPPORT)
+		rc = -EBADMSG;
+out:
+	free(buf);
+	if (rc < 0) {
+		if (v)
+			fs_version_put(v);
+		return rc;
+	}
+	*out = v;
+	return 0;
+}
+
+/* A read in progress: many block requests filling one buffer. */
+struct read_ctx {
+	char *buf;
+	size_t size;	  /* bytes the reply will carry */
+	int pending;	  /* atomic: block requests + 1 while issuing */
+	int rc;		  /* atomic: first error */
+	fuse_req_t req;	  /* async: reply to this... */
+	pthread_mutex_t lock; /* ...sync: signal this */
+	pthread_cond_t cond;
+	bool done;
+};
+
+struct read_part {
+	struct read_ctx *rd;
+	char *dst;
+	size_t skip; /* offset in the block */
+	size_t len;
+};
+
+static void read_finish(struct read_ctx *rd)
+{
+	if (rd->req) {
+		if (rd->rc)
+			fuse_reply_err(rd->req, -rd->rc);
+		else
+			fuse_reply_buf(rd->req, rd->buf, rd->size);
+		free(rd->buf);
+		free(rd);
+		return;
+	}
+	pthread_mutex_lock(&rd->lock);
+	rd->done = true;
+	pthread_cond_signal(&rd->cond);
+	pthread_mutex_unlock(&rd->lock);
+}
+
+static void read_part_put(struct read_ctx *rd)
+{
+	if (__atomic_sub_fetch(&rd->pending, 1, __ATOMIC_ACQ_REL) == 0)
+		read_finish(rd);
+}
+
+static void read_fail(struct read_ctx *rd, int rc)
+{
+	int zero = 0;
+
+	__atomic_compare_exchange_n(&rd->rc, &zero, rc, false,
+				    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+static void block_arrived(void *arg, int rc, const uint8_t *data, size_t len)
+{
+	struct read_part *p = arg;
+	struct read_ctx *rd = p->rd;
+
+	if (rc == 0 && p->skip + p->len > len)
+		rc = -EIO;
+	if (rc)
+		read_fail(rd, rc);
+	else
+		memcpy(p->dst, data + p->skip, p->len);
+	free(p);
+	read_part_put(rd);
+}
+
+/* The object behind a piece: key and size. */
+static int piece_object(const struct fs_version *v, const struct h5m_piece *pc,
+			char *key, size_t keysz, uint64_t *obj_size)
+{
+	uint64_t eoff;
+	int n;
+
+	if (!v->man) {
+		n = snprintf(key, keysz, "%s", v->key);
+		*obj_size = v->size;
+		return n < (int)keysz ? 0 : -ENAMETOOLONG;
+	}
+	n = h5m_extent_key(v->man, pc->extent, key, keysz);
+	if (n < 0)
+		return n;
+	h5m_extent(v->man, pc->extent, &eoff, obj_size);
+	return 0;
+}
+
+/* Pieces of [off, off+len) of v; a plain object is one piece. */
+static size_t version_map(const struct fs_version *v, uint64_t off,
+			  uint64_t len, struct h5m_piece *pcs, size_t max)
+{
+	if (v->man)
+		return h5m_map(v->man, off, len, pcs, max);
+	if (off >= v->size || !len || !max)
+		return 0;
+	memset(pcs, 0, sizeof(*pcs));
+	pcs->file_off = off;
+	pcs->len = v->size - off < len ? v->size - off : len;
+	pcs->obj_off = off;
+	return 1;
+}
+
+/* Issue the block requests that fill rd->buf from [off, off+rd->size). */
+static void read_issue(struct fs_ctx *ctx, struct fs_version *v,
+		       struct read_ctx *rd, uint64_t off)
+{
+	struct h5m_piece pcs[PIECES];
+	uint32_t bs = fs_cache_block_size(ctx->cache);
+	uint64_t pos = off, end = off + rd->size;
+	char key[OST_KEY_MAX + 1];
+
+	while (pos < end && !__atomic_load_n(&rd->rc, __ATOMIC_ACQUIRE)) {
+		size_t n = version_map(v, pos, end - pos, pcs, PIECES), i;
+
+		if (n == 0) {
+			read_fail(rd, -EIO);
+			break;
+		}
+		for (i = 0; i < n; i++) {
+			const struct h5m_piece *pc = &pcs[i];
+			char *dst = rd->buf + (pc->file_off - off);
+			uint64_t obj_size, o, pend;
+			int rc;
+
+			if (pc->skel) {
+				memcpy(dst, pc->skel, pc->len);
+				continue;
+			}
+			rc = piece_object(v, pc, key, sizeof(key), &obj_size);
+			if (rc < 0) {
+				read_fail(rd, rc);
+				break;
+			}
+			pend = pc->obj_off + pc->len;
+			for (o = pc->obj_off; o < pend;) {
+				uint64_t blk = o / bs;
+				uint64_t bend = (blk + 1) * bs;
+				struct read_part *p = malloc(sizeof(*p));
+
+				if (bend > pend)
+					bend = pend;
+				if (!p) {
+					read_fail(rd, -ENOMEM);
+					break;
+				}
+				p->rd = rd;
+				p->dst = dst + (o - pc->obj_off);
+				p->skip = o - blk * bs;
+				p->len = bend - o;
+				__atomic_add_fetch(&rd->pending, 1,
+						   __ATOMIC_ACQ_REL);
+				rc = fs_cache_get(ctx->cache, key, obj_size,
+						  blk, block_arrived, p);
+				if (rc < 0) {
+					free(p);
+					read_fail(rd, rc);
+					read_part_put(rd);
+					break;
+				}
+				o = bend;
+			}
+		}
+		pos = pcs[n - 1].file_off + pcs[n - 1].len;
+	}
+}
+
+/* Warm the cache with the objects' blocks of [off, end). */
+static void prefetch(struct fs_ctx *ctx, struct fs_version *v, uint64_t off,
+		     uint64_t end)
+{
+	struct h5m_piece pcs[PIECES];
+	uint32_t bs = fs_cache_block_size(ctx->cache);
+	char key[OST_KEY_MAX + 1];
+
+	while (off < end) {
+		size_t n = version_map(v, off, end - off, pcs, PIECES), i;
+
+		if (n == 0)
+			return;
+		for (i = 0; i < n; i++) {
+			uint64_t obj_size, blk, last;
+
+			if (pcs[i].skel ||
+			    piece_object(v, &pcs[i], key, sizeof(key),
+					 &obj_size) < 0)
+				continue;
+			last = (pcs[i].obj_off + pcs[i].len - 1) / bs;
+			for (blk = pcs[i].obj_off / bs; blk <= last; blk++)
+				fs_cache_get(ctx->cache, key, obj_size, blk,
+					     NULL, NULL);
+		}
+		off = pcs[n - 1].file_off + pcs[n - 1].len;
+	}
+}
+
+/* Grow or reset the readahead window of fh after a read of [off, end) and
+ * return the range to prefetch in *ra_off and *ra_end (empty if none). */
+static void readahead_plan(struct fs_ctx *ctx, struct fs_handle *fh,
+			   uint64_t off, uint64_t end, uint64_t *ra_off,
+			   uint64_t *ra_end)
+{
+	uint64_t max = ctx->cfg.readahead;
+
+	*ra_off = *ra_end = 0;
+	if (max == 0)
+		return;
+	pthread_mutex_lock(&fh->lock);
+	if (off == fh->next_off) {
+		uint64_t w = fh->ra_window ? fh->ra_window * 2
+					   : 2 * (uint64_t)ctx->cfg.cache_block;
+		fh->ra_window = w > max ? max : w;
+	} else {
+		fh->ra_window = 0;
+		fh->ra_until = 0;
+	}
+	fh->next_off = end;
+	if (fh->ra_window) {
+		uint64_t from = fh->ra_until > end ? fh->ra_until : end;
+
+		if (end + fh->ra_window > from) {
+			*ra_off = from;
+			*ra_end = end + fh->ra_window;
+			fh->ra_until = *ra_end;
+		}
+	}
+	pthread_mutex_unlock(&fh->lock);
+}
+
+void fs_version_read(struct fs_ctx *ctx, fuse_req_t req,
+		     struct fs_version *v, struct fs_handle *fh, size_t size,
+		     uint64_t off)
+{
+	struct read_ctx *rd;
+	uint64_t ra_off, ra_end;
+
+	if (off >= v->size) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (size > v->size - off)
+		size = v->size - off;
+	rd = calloc(1, sizeof(*rd));
+	if (rd)
+		rd->buf = malloc(size ? size : 1);
+	if (!rd || !rd->buf) {
+		free(rd);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rd->size = size;
+	rd->req = req;
+	rd->pending = 1;
+	if (fh)
+		readahead_plan(ctx, fh, off, off + size, &ra_off, &ra_end);
+	read_issue(ctx, v, rd, off);
+	read_part_put(rd); /* may reply and free rd */
+	if (fh && ra_end > ra_off)
+		prefetch(ctx, v, ra_off, ra_end);
+}
+
+ssize_t fs_version_pread(struct fs_ctx *ctx, struct fs_version *v, void *buf,
+			 size_t len, uint64_t off)
+{
+	struct read_ctx rd;
+
+	if (off >= v->size)
+		return 0;
+	if (len > v->size - off)
+		len = v->size - off;
+	memset(&rd, 0, sizeof(rd));
+	rd.buf = buf;
+	rd.size = len;
+	rd.pending = 1;
+	pthread_mutex_init(&rd.lock, NULL);
+	pthread_cond_init(&rd.cond, NULL);
+	read_issue(ctx, v, &rd, off);
+	read_part_put(&rd);
+	pthread_mutex_lock(&rd.lock);
+	while (!rd.done)
+		pthread_cond_wait(&rd.cond, &rd.lock);
+	pthread_mutex_unlock(&rd.lock);
+	pthread_mutex_destroy(&rd.lock);
+	pthread_cond_destroy(&rd.cond);
+	return rd.rc ? rd.rc : (ssize_t)len;
+}
