@@ -24,6 +24,7 @@ struct cache_waiter {
 
 struct cache_entry {
 	char *key;
+	char *ver; /* "" for immutable objects */
 	uint64_t blk;
 	uint64_t hash;
 	uint8_t *data;
@@ -49,22 +50,27 @@ struct fs_cache {
 	struct fs_cache_stats stats;		 /* guarded by lock */
 };
 
-static uint64_t entry_hash(const char *key, uint64_t blk)
+static uint64_t entry_hash(const char *key, const char *ver, uint64_t blk)
 {
 	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
 
 	for (; *key; key++)
 		h = (h ^ (unsigned char)*key) * 1099511628211ULL;
+	h = (h ^ 0xff) * 1099511628211ULL;
+	for (; *ver; ver++)
+		h = (h ^ (unsigned char)*ver) * 1099511628211ULL;
 	return (h ^ blk) * 1099511628211ULL;
 }
 
 static struct cache_entry *table_find(struct fs_cache *c, const char *key,
-				      uint64_t blk, uint64_t h)
+				      const char *ver, uint64_t blk,
+				      uint64_t h)
 {
 	struct cache_entry *e = c->buckets[h % c->n_buckets];
 
 	for (; e; e = e->hnext)
-		if (e->hash == h && e->blk == blk && !strcmp(e->key, key))
+		if (e->hash == h && e->blk == blk && !strcmp(e->key, key) &&
+		    !strcmp(e->ver, ver))
 			return e;
 	return NULL;
 }
@@ -106,6 +112,7 @@ static void entry_destroy(struct cache_entry *e)
 {
 	free(e->data);
 	free(e->key);
+	free(e->ver);
 	free(e);
 }
 
@@ -195,15 +202,18 @@ static void fetch_done(struct ost_req *req)
 	pthread_mutex_unlock(&c->lock);
 }
 
-int fs_cache_get(struct fs_cache *c, const char *key, uint64_t obj_size,
-		 uint64_t blk, fs_cache_cb cb, void *arg)
+int fs_cache_get(struct fs_cache *c, const char *key, const char *ver,
+		 uint64_t obj_size, uint64_t blk, fs_cache_cb cb, void *arg)
 {
-	uint64_t h = entry_hash(key, blk);
+	uint64_t h;
 	uint64_t off = blk * c->block_size;
 	struct cache_entry *e;
 	struct cache_waiter *w = NULL;
 	int rc;
 
+	if (!ver)
+		ver = "";
+	h = entry_hash(key, ver, blk);
 	if (off >= obj_size)
 		return -EINVAL;
 	if (cb) {
@@ -215,7 +225,7 @@ int fs_cache_get(struct fs_cache *c, const char *key, uint64_t obj_size,
 	}
 
 	pthread_mutex_lock(&c->lock);
-	e = table_find(c, key, blk, h);
+	e = table_find(c, key, ver, blk, h);
 	if (e && e->ready) {
 		c->stats.hits++;
 		if (!cb) {
@@ -246,11 +256,12 @@ int fs_cache_get(struct fs_cache *c, const char *key, uint64_t obj_size,
 	e = calloc(1, sizeof(*e));
 	if (e) {
 		e->key = strdup(key);
+		e->ver = strdup(ver);
 		e->len = obj_size - off < c->block_size ? obj_size - off
 							: c->block_size;
 		e->data = malloc(e->len ? e->len : 1);
 	}
-	if (!e || !e->key || !e->data) {
+	if (!e || !e->key || !e->ver || !e->data) {
 		pthread_mutex_unlock(&c->lock);
 		if (e)
 			entry_destroy(e);

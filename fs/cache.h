@@ -1,8 +1,8 @@
 /*
  * cache.h - the block cache: a byte-budgeted memory cache of object blocks.
  *
- * Objects are immutable, so a block, named by (object key, block number), is
- * valid for as long as it is cached.  A block is `block_size` bytes of its
+ * Chunk objects are immutable, so a block, named by (object key, version,
+ * block number), is valid for as long as it is cached.  A block is `block_size` bytes of its
  * object (the last block of an object may be shorter).  Misses become
  * asynchronous ranged GETs on the store's pool; concurrent misses on one
  * block share one GET.  The callback of a request runs either in the caller's
@@ -42,11 +42,13 @@ void fs_cache_free(struct fs_cache *c);
 uint32_t fs_cache_block_size(const struct fs_cache *c);
 
 /* Ask for block `blk` of object `key` (copied), whose total size is
- * `obj_size` bytes.  `cb` may be NULL: then this is a prefetch that only
+ * `obj_size` bytes.  `ver` (copied; NULL = "") names the object's version
+ * for objects that can be overwritten in place (plain objects: their ETag),
+ * so a block of an older version is never served for a newer one.  `cb` may be NULL: then this is a prefetch that only
  * warms the cache.  Returns 0 (cb will be, or has been, called) or a
  * negative errno without calling cb (-EINVAL if blk is past the object). */
-int fs_cache_get(struct fs_cache *c, const char *key, uint64_t obj_size,
-		 uint64_t blk, fs_cache_cb cb, void *arg);
+int fs_cache_get(struct fs_cache *c, const char *key, const char *ver,
+		 uint64_t obj_size, uint64_t blk, fs_cache_cb cb, void *arg);
 
 /* Counters. */
 struct fs_cache_stats {

@@ -114,6 +114,7 @@ void fs_stage_drop(struct fs_inode *in)
 	if (!sg)
 		return;
 	__atomic_store_n(&in->stage, NULL, __ATOMIC_RELEASE);
+	in->have_attr = false;
 	close(sg->fd);
 	unlink(sg->path);
 	free(sg->path);
@@ -390,6 +391,8 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 	}
 	sg->dirty = false;
 	sg->failed = false;
+	/* Size and mtime are the committed version's now. */
+	in->have_attr = false;
 	__atomic_add_fetch(&ctx->commits, 1, __ATOMIC_RELAXED);
 out:
 	if (rc < 0) {
@@ -406,22 +409,33 @@ out:
 	return rc;
 }
 
-int fs_remove_file(struct fs_ctx *ctx, const char *key)
+void fs_delete_objects(struct fs_ctx *ctx, struct fs_version *v)
 {
-	struct fs_version *v = NULL;
 	char **gone = NULL;
 	size_t n = 0;
+
+	if (v && v->man && h5m_superseded(v->man, NULL, &gone, &n) == 0) {
+		delete_keys(ctx->st, gone, n);
+		h5m_keys_free(gone, n);
+	}
+}
+
+int fs_remove_file(struct fs_ctx *ctx, const char *key,
+		   struct fs_version **keep)
+{
+	struct fs_version *v = NULL;
 	int rc;
 
 	rc = fs_version_load(ctx, key, &v);
 	if (rc < 0 && rc != -EBADMSG && rc != -EPROTONOSUPPORT)
 		return rc;
 	rc = ost_delete(ctx->st, key);
-	if (rc == 0 && v && v->man &&
-	    h5m_superseded(v->man, NULL, &gone, &n) == 0) {
-		delete_keys(ctx->st, gone, n);
-		h5m_keys_free(gone, n);
+	if (rc == 0 && keep && v && v->man) {
+		*keep = v; /* the caller deletes the objects later */
+		return 0;
 	}
+	if (rc == 0)
+		fs_delete_objects(ctx, v);
 	if (v)
 		fs_version_put(v);
 	return rc;

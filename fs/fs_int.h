@@ -68,6 +68,8 @@ struct fs_inode {
 	uint64_t nlookup;   /* guarded by fs_ctx.itable_lock */
 	unsigned opens;	    /* guarded by fs_ctx.itable_lock */
 	bool unlinked;	    /* guarded by lock */
+	struct fs_version *doomed; /* guarded by lock: unlinked while open,
+				      its objects go at the last release */
 	pthread_mutex_t lock; /* guards the fields below */
 	struct fs_stage *stage;
 	struct fs_version *ver; /* last version loaded, or NULL */
@@ -176,8 +178,16 @@ void fs_stage_drop(struct fs_inode *in);
 int fs_commit(struct fs_ctx *ctx, struct fs_inode *in);
 
 /* Delete the file at `key`: its manifest (or plain object), then the
- * objects the manifest referenced. */
-int fs_remove_file(struct fs_ctx *ctx, const char *key);
+ * objects the manifest referenced.  If `keep` is non-NULL and the file is
+ * a manifest, its objects are not deleted: the loaded version is returned
+ * in *keep, for fs_delete_objects() once open handles are gone (POSIX
+ * lets a process read a file it has open after the unlink). */
+int fs_remove_file(struct fs_ctx *ctx, const char *key,
+		   struct fs_version **keep);
+
+/* Delete the objects manifest version `v` references (v may be NULL or
+ * plain: nothing to do).  Failures are logged and left to fsck. */
+void fs_delete_objects(struct fs_ctx *ctx, struct fs_version *v);
 
 /* Monotonic clock in seconds. */
 double fs_now(void);

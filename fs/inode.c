@@ -108,6 +108,8 @@ static void inode_destroy(struct fs_inode *in)
 		fs_stage_drop(in);
 	if (in->ver)
 		fs_version_put(in->ver);
+	if (in->doomed) /* unmounted while open: objects are left to fsck */
+		fs_version_put(in->doomed);
 	pthread_mutex_destroy(&in->lock);
 	free(in->key);
 	free(in);

@@ -593,6 +593,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	struct fs_ctx *ctx = req_ctx(req);
 	struct fs_handle *fh = fi_handle(fi);
 	struct fs_inode *in = fh->inode;
+	struct fs_version *doomed = NULL;
 
 	(void)ino;
 	pthread_mutex_lock(&in->lock);
@@ -603,7 +604,15 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 		    (!in->stage->dirty || in->unlinked))
 			fs_stage_drop(in);
 	}
+	if (in->opens == 1) {
+		doomed = in->doomed;
+		in->doomed = NULL;
+	}
 	pthread_mutex_unlock(&in->lock);
+	if (doomed) {
+		fs_delete_objects(ctx, doomed);
+		fs_version_put(doomed);
+	}
 	handle_free(fh);
 	fs_inode_open_count(ctx, in, -1);
 	fuse_reply_err(req, 0);
@@ -614,6 +623,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs_ctx *ctx = req_ctx(req);
 	struct fs_inode *p = fs_inode_by_ino(ctx, parent), *in;
 	char *pkey, *key = NULL, dead[64];
+	struct fs_version *doomed = NULL;
 	bool staged = false;
 	int rc;
 
@@ -646,9 +656,14 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 			 (unsigned long long)in->ino);
 		fs_inode_rename(ctx, key, dead);
 	}
-	rc = fs_remove_file(ctx, key);
+	rc = fs_remove_file(ctx, key, in && in->opens ? &doomed : NULL);
 	if (rc == -ENOENT && staged)
 		rc = 0;
+	if (doomed) {
+		pthread_mutex_lock(&in->lock);
+		in->doomed = doomed;
+		pthread_mutex_unlock(&in->lock);
+	}
 	free(key);
 	fuse_reply_err(req, -rc);
 }

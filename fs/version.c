@@ -197,6 +197,13 @@ static int piece_object(const struct fs_version *v, const struct h5m_piece *pc,
 	return 0;
 }
 
+/* Cache version of v's objects: chunk objects are immutable (their keys
+ * change with every commit), a plain object is rewritten at its key. */
+static const char *version_tag(const struct fs_version *v)
+{
+	return v->man ? NULL : v->etag;
+}
+
 /* Pieces of [off, off+len) of v; a plain object is one piece. */
 static size_t version_map(const struct fs_version *v, uint64_t off,
 			  uint64_t len, struct h5m_piece *pcs, size_t max)
@@ -261,7 +268,8 @@ static void read_issue(struct fs_ctx *ctx, struct fs_version *v,
 				p->len = bend - o;
 				__atomic_add_fetch(&rd->pending, 1,
 						   __ATOMIC_ACQ_REL);
-				rc = fs_cache_get(ctx->cache, key, obj_size,
+				rc = fs_cache_get(ctx->cache, key,
+						  version_tag(v), obj_size,
 						  blk, block_arrived, p);
 				if (rc < 0) {
 					free(p);
@@ -298,8 +306,8 @@ static void prefetch(struct fs_ctx *ctx, struct fs_version *v, uint64_t off,
 				continue;
 			last = (pcs[i].obj_off + pcs[i].len - 1) / bs;
 			for (blk = pcs[i].obj_off / bs; blk <= last; blk++)
-				fs_cache_get(ctx->cache, key, obj_size, blk,
-					     NULL, NULL);
+				fs_cache_get(ctx->cache, key, version_tag(v),
+					     obj_size, blk, NULL, NULL);
 		}
 		off = pcs[n - 1].file_off + pcs[n - 1].len;
 	}

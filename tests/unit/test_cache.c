@@ -105,7 +105,7 @@ static void settle(struct ost *st, struct fs_cache *c, uint64_t budget)
 static void fetch(struct fs_cache *c, uint64_t blk, struct waiter *w)
 {
 	waiter_init(w, 1);
-	assert_int_equal(fs_cache_get(c, "obj", 10 * BS + 100, blk, got_block,
+	assert_int_equal(fs_cache_get(c, "obj", NULL, 10 * BS + 100, blk, got_block,
 				      w),
 			 0);
 	waiter_wait(w);
@@ -133,7 +133,7 @@ static void test_hit_miss_content(void **state)
 	fs_cache_stats_get(c, &s);
 	assert_int_equal(s.misses, 2);
 	assert_int_equal(s.hits, 1);
-	assert_int_equal(fs_cache_get(c, "obj", 10 * BS + 100, 11, got_block,
+	assert_int_equal(fs_cache_get(c, "obj", NULL, 10 * BS + 100, 11, got_block,
 				      &w),
 			 -EINVAL);
 	fs_cache_free(c);
@@ -201,7 +201,7 @@ static void test_coalesce(void **state)
 	assert_int_equal(fs_cache_new(st, 1 << 20, BS, &c), 0);
 	waiter_init(&w, 20);
 	for (i = 0; i < 20; i++)
-		assert_int_equal(fs_cache_get(c, "obj", 10 * BS + 100, 5,
+		assert_int_equal(fs_cache_get(c, "obj", NULL, 10 * BS + 100, 5,
 					      got_block, &w),
 				 0);
 	waiter_wait(&w);
@@ -236,12 +236,12 @@ static void test_errors(void **state)
 	assert_int_equal(w.buf[0], (uint8_t)(BS * 7));
 	/* An object shorter than the caller says is an error, not junk. */
 	waiter_init(&w, 1);
-	assert_int_equal(fs_cache_get(c, "obj", 20 * BS, 10, got_block, &w),
+	assert_int_equal(fs_cache_get(c, "obj", NULL, 20 * BS, 10, got_block, &w),
 			 0);
 	waiter_wait(&w);
 	assert_int_equal(w.rc, -EIO);
 	waiter_init(&w, 1);
-	assert_int_equal(fs_cache_get(c, "missing", BS, 0, got_block, &w), 0);
+	assert_int_equal(fs_cache_get(c, "missing", NULL, BS, 0, got_block, &w), 0);
 	waiter_wait(&w);
 	assert_int_equal(w.rc, -ENOENT);
 	fs_cache_free(c);
@@ -268,6 +268,33 @@ static void test_short_reads(void **state)
 	ost_free(st);
 }
 
+static void test_versions(void **state)
+{
+	/* A plain object rewritten in place: a block cached for the old
+	 * version (ETag) is not served for the new one. */
+	struct ost *st = make_store(NULL);
+	struct fs_cache *c;
+	struct waiter w;
+
+	(void)state;
+	assert_int_equal(fs_cache_new(st, 1 << 20, BS, &c), 0);
+	waiter_init(&w, 1);
+	assert_int_equal(fs_cache_get(c, "obj", "v1", 10 * BS + 100, 0,
+				      got_block, &w), 0);
+	waiter_wait(&w);
+	assert_int_equal(w.buf[1], 7);
+	assert_int_equal(ost_put_buf(st, "obj", "new content", 11, NULL), 0);
+	waiter_init(&w, 1);
+	assert_int_equal(fs_cache_get(c, "obj", "v2", 11, 0, got_block, &w),
+			 0);
+	waiter_wait(&w);
+	assert_int_equal(w.rc, 0);
+	assert_int_equal(w.len, 11);
+	assert_memory_equal(w.buf, "new content", 11);
+	fs_cache_free(c);
+	ost_free(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -276,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_coalesce),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_short_reads),
+		cmocka_unit_test(test_versions),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
