@@ -47,6 +47,8 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
 _LIVE = []
 # Daemon logs of the test currently running, dumped when it fails.
 _LOGS = []
+# Failures so far (a workspace that saw one is kept for inspection).
+_NFAIL = [0]
 
 
 class Fail(AssertionError):
@@ -208,6 +210,7 @@ class Workspace:
             self.mntdir = self.store
         self.mount = Mount(binary, self.store, self.mntdir, self.root, opts)
         self.block_size = _block_size_opt(opts)
+        self.nfail = _NFAIL[0]
 
     def __enter__(self):
         return self
@@ -225,7 +228,8 @@ class Workspace:
             if _is_mounted(self.mntdir) and not FAKE:
                 # Never rm -rf through a live mount.
                 print("  %s is still mounted; workspace kept" % self.mntdir)
-            elif et is None and not os.environ.get("CH5_KEEP"):
+            elif (et is None and _NFAIL[0] == self.nfail
+                  and not os.environ.get("CH5_KEEP")):
                 shutil.rmtree(self.root, ignore_errors=True)
             else:
                 print("  workspace kept: %s" % self.root)
@@ -456,18 +460,31 @@ def assert_no_objects(store, P):
 
 def assert_plain_object(store, P, expected):
     """The file at P is exactly one plain object with the bytes of the
-    local file `expected`, and nothing under .cloudh5/c/P/."""
+    local file `expected`, and nothing under .cloudh5/c/P/.
+
+    One exception: a file that itself starts with the manifest magic may
+    instead be wrapped in a manifest whose only pieces are @raw objects
+    (stored verbatim it would be taken for a manifest on the next mount).
+    The byte comparison through the mount is what proves it intact."""
     if FAKE:
-        return
+        return "fake mode: store not checked"
     key = os.path.join(store, P)
     check(os.path.isfile(key), "no plain object at key %r" % P)
     extra = store_keys(store, "%s/c/%s/" % (META, P))
-    check(not extra, "non-HDF5 file %s has chunk objects: %s"
-          % (P, extra[:5]))
     with open(key, "rb") as f:
         head = f.read(8)
     with open(expected, "rb") as f:
         ehead = f.read(8)
+    if ehead == MAGIC and extra:
+        got = chunk_objects(store, P)
+        check(not got["chunks"] and not got["blocks"] and not got["other"],
+              "magic-prefixed plain file %s has non-@raw objects: %s"
+              % (P, extra[:5]))
+        check(len(got["tags"]) == 1, "objects of %s under several tags: %s"
+              % (P, sorted(got["tags"])))
+        return "wrapped in a manifest + %d @raw objects" % len(got["raw"])
+    check(not extra, "non-HDF5 file %s has chunk objects: %s"
+          % (P, extra[:5]))
     if ehead != MAGIC:
         check(head != MAGIC, "plain file %s was stored as a manifest" % P)
     try:
@@ -475,6 +492,7 @@ def assert_plain_object(store, P, expected):
     except Fail as e:
         raise Fail("plain object %s does not hold the file's bytes: %s"
                    % (P, e))
+    return "plain object"
 
 
 def expected_storage(h5path):
@@ -680,8 +698,15 @@ class Runner:
         return not self.only or any(k in name for k in self.only)
 
     def run(self, name, fn, *a, **kw):
+        """Runs fn(*a, **kw) as test `name` (skipped unless wanted()).
+        Returns its result, or None when it failed or was skipped."""
         if not self.wanted(name):
             return None
+        return self.step(name, fn, *a, **kw)
+
+    def step(self, name, fn, *a, **kw):
+        """Like run(), but never filtered out by -k/-x: for the steps
+        other tests depend on (unmount, mount again, copy)."""
         del _LOGS[:]
         t = time.monotonic()
         limit = int(os.environ.get("CH5_TEST_TIMEOUT", "420"))
@@ -694,8 +719,9 @@ class Runner:
             dog.cancel()
             dt = time.monotonic() - t
             self.failed.append(name)
+            _NFAIL[0] += 1
             print("FAIL %s (%.1fs)" % (name, dt))
-            if isinstance(e, AssertionError):
+            if isinstance(e, Fail):
                 print("     " + str(e).replace("\n", "\n     "))
             else:
                 traceback.print_exc(file=sys.stdout)
@@ -712,6 +738,7 @@ class Runner:
 
     def fail(self, name, msg):
         self.failed.append(name)
+        _NFAIL[0] += 1
         print("FAIL %s\n     %s" % (name, msg.replace("\n", "\n     ")))
         sys.stdout.flush()
 

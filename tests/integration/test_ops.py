@@ -194,6 +194,7 @@ def rename(binary):
         both(ws, lambda p: sample_h5(p, 5), "r2.h5")
         both(ws, lambda p: sample_h5(p, 6), "victim.h5")
         both(ws, lambda p: open(p, "wb").write(b"plain\n" * 1000), "p1.bin")
+        ws.remount()    # rename committed files (see rename_just_written)
         both(ws, os.rename, "r1.h5", "r1_renamed.h5")
         both(ws, os.rename, "r2.h5", "sub/deeper/r2.h5")
         both(ws, os.rename, "r1_renamed.h5", "victim.h5")   # replaces
@@ -213,6 +214,44 @@ def rename(binary):
 
 
 @test
+def rename_just_written(binary):
+    """Rename right after the last close, in the same mount session."""
+    with T.Workspace(binary, name="renj") as ws:
+        ws.start()
+        both(ws, lambda p: sample_h5(p, 17), "j1.h5")
+        both(ws, lambda p: open(p, "wb").write(b"plain\n" * 99), "j2.bin")
+        both(ws, os.rename, "j1.h5", "j1b.h5")
+        both(ws, os.rename, "j2.bin", "j2b.bin")
+        T.assert_same_bytes(ws.l("j1b.h5"), ws.m("j1b.h5"))
+        T.assert_same_bytes(ws.l("j2b.bin"), ws.m("j2b.bin"))
+        ws.stop()
+        T.assert_no_objects(ws.store, "j1.h5")
+        T.assert_no_objects(ws.store, "j2.bin")
+        ws.start()
+        same(ws, "j2b.bin")
+        return same(ws, "j1b.h5")
+
+
+@test
+def rename_then_reuse_name(binary):
+    """Rename a.h5 -> b.h5, then create and delete a new a.h5: b.h5 must
+    be untouched (whatever the old name's keys still hold)."""
+    with T.Workspace(binary, name="reuse") as ws:
+        ws.start()
+        both(ws, lambda p: sample_h5(p, 18), "a.h5")
+        ws.remount()
+        both(ws, os.rename, "a.h5", "b.h5")
+        both(ws, lambda p: sample_h5(p, 19), "a.h5")
+        ws.remount()
+        T.assert_same_bytes(ws.l("a.h5"), ws.m("a.h5"))
+        T.assert_same_bytes(ws.l("b.h5"), ws.m("b.h5"))
+        both(ws, os.unlink, "a.h5")
+        ws.remount()
+        T.check(not os.path.exists(ws.m("a.h5")), "a.h5 came back")
+        return same(ws, "b.h5")
+
+
+@test
 def rename_dir(binary):
     with T.Workspace(binary, name="rendir") as ws:
         ws.start()
@@ -220,6 +259,7 @@ def rename_dir(binary):
             os.makedirs(os.path.join(base, "d1/inner"))
         both(ws, lambda p: sample_h5(p, 7), "d1/inner/f.h5")
         both(ws, lambda p: open(p, "wb").write(b"x" * 777), "d1/note.txt")
+        ws.remount()
         both(ws, os.rename, "d1", "d2")
         T.assert_same_bytes(ws.l("d2/inner/f.h5"), ws.m("d2/inner/f.h5"))
         ws.stop()
@@ -470,7 +510,8 @@ def truncate_and_stat(binary):
             with open(p, "wb") as f:
                 f.write(blob)
             os.truncate(p, 1000)
-            assert os.path.getsize(p) == 1000
+            T.check(os.path.getsize(p) == 1000, "%s: st_size %d after "
+                    "truncate to 1000" % (p, os.path.getsize(p)))
             os.truncate(p, 5000)                     # extends with zeros
             with open(p, "r+b") as f:
                 f.seek(2000)
