@@ -619,7 +619,8 @@ def assert_store_layout(store, P, h5path, block_size=None):
                          sorted(blocks)[:8]))
             else:
                 check(len(blocks) >= 1, "contiguous dataset %s (%d bytes) "
-                      "has no block objects" % (e["name"], e["size"]))
+                      "has no block objects under %s/c/%s/"
+                      % (e["name"], e["size"], META, P))
             nblocks += len(blocks)
         else:
             check(not chunks and not blocks,
@@ -632,9 +633,12 @@ def assert_store_layout(store, P, h5path, block_size=None):
 
 
 def is_hdf5(path):
+    """True if libhdf5 can open the file (a signature alone is not enough:
+    a truncated .h5 has one but is not a valid file)."""
     import h5py
     try:
-        return h5py.is_hdf5(path)
+        with h5py.File(path, "r"):
+            return True
     except Exception:
         return False
 
