@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install every Debian 12 package cloudh5 builds, tests and benchmarks with.
+# Used by the README's quick start and by .ci/run.  Needs root (or sudo).
+set -euo pipefail
+pkgs=(
+  build-essential cmake pkg-config git
+  libfuse3-dev fuse3
+  libhdf5-dev hdf5-tools hdf5-filter-plugin
+  libcurl4-openssl-dev libssl-dev liblz4-dev zlib1g-dev libcmocka-dev
+  python3 python3-h5py python3-numpy python3-netcdf4
+  util-linux procps
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
