@@ -409,6 +409,93 @@ out:
 	return rc;
 }
 
+/* Copy each object of `m` to its key in `m2` (same extent order), in
+ * parallel. */
+static int copy_objects(struct fs_ctx *ctx, const struct h5m_manifest *m,
+			const struct h5m_manifest *m2)
+{
+	size_t n = h5m_extent_count(m), i;
+	struct ost_req *reqs = calloc(n ? n : 1, sizeof(*reqs));
+	char **keys = calloc(2 * n + 1, sizeof(*keys));
+	struct batch b;
+	int rc;
+
+	if (!reqs || !keys) {
+		free(reqs);
+		free(keys);
+		return -ENOMEM;
+	}
+	batch_init(&b);
+	for (i = 0; i < n; i++) {
+		char k1[OST_KEY_MAX + 1], k2[OST_KEY_MAX + 1];
+		int r1 = h5m_extent_key(m, i, k1, sizeof(k1));
+		int r2 = h5m_extent_key(m2, i, k2, sizeof(k2));
+
+		if (r1 < 0 || r2 < 0 || !(keys[2 * i] = strdup(k1)) ||
+		    !(keys[2 * i + 1] = strdup(k2))) {
+			pthread_mutex_lock(&b.lock);
+			b.rc = r1 < 0 ? r1 : r2 < 0 ? r2 : -ENOMEM;
+			pthread_mutex_unlock(&b.lock);
+			break;
+		}
+		if (!strcmp(k1, k2))
+			continue;
+		reqs[i].op = OST_COPY;
+		reqs[i].key = keys[2 * i];
+		reqs[i].dst_key = keys[2 * i + 1];
+		batch_submit(ctx->st, &b, &reqs[i]);
+	}
+	rc = batch_wait(&b);
+	for (i = 0; i < 2 * n; i++)
+		free(keys[i]);
+	free(keys);
+	free(reqs);
+	return rc;
+}
+
+int fs_move_file(struct fs_ctx *ctx, const char *from, const char *to)
+{
+	struct fs_version *v = NULL;
+	struct h5m_manifest *m2 = NULL;
+	char **gone = NULL;
+	void *enc = NULL;
+	size_t enc_len = 0, n_gone = 0;
+	int rc;
+
+	rc = fs_version_load(ctx, from, &v);
+	if (rc < 0)
+		return rc;
+	if (!v->man) {
+		rc = ost_copy(ctx->st, from, to);
+		if (rc == 0)
+			rc = ost_delete(ctx->st, from);
+		goto out;
+	}
+	/* Objects first, then the manifest that names them: a crash leaves
+	 * the old file whole (plus copies fsck removes) or both names. */
+	rc = h5m_manifest_rekey(v->man, from, to, &m2);
+	if (rc == 0)
+		rc = copy_objects(ctx, v->man, m2);
+	if (rc == 0)
+		rc = h5m_manifest_encode(m2, &enc, &enc_len);
+	if (rc == 0)
+		rc = ost_put_buf(ctx->st, to, enc, enc_len, NULL);
+	if (rc == 0)
+		rc = ost_delete(ctx->st, from);
+	if (rc == 0 && h5m_superseded(v->man, m2, &gone, &n_gone) == 0) {
+		delete_keys(ctx->st, gone, n_gone);
+		h5m_keys_free(gone, n_gone);
+	}
+out:
+	if (rc < 0)
+		ch5_err("rename of %s to %s failed: %s", from, to,
+			strerror(-rc));
+	free(enc);
+	h5m_manifest_free(m2);
+	fs_version_put(v);
+	return rc;
+}
+
 void fs_delete_objects(struct fs_ctx *ctx, struct fs_version *v)
 {
 	char **gone = NULL;

@@ -185,6 +185,13 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in);
 int fs_remove_file(struct fs_ctx *ctx, const char *key,
 		   struct fs_version **keep);
 
+/* Rename the committed file `from` to `to`: plain objects are copied and
+ * deleted; a manifest's objects are copied to keys under the new name (the
+ * layout puts the file's key in every object key), the re-keyed manifest is
+ * written at `to`, then the old manifest and objects are deleted.  Returns
+ * 0, -ENOENT, or a store error (the old file is then intact). */
+int fs_move_file(struct fs_ctx *ctx, const char *from, const char *to);
+
 /* Delete the objects manifest version `v` references (v may be NULL or
  * plain: nothing to do).  Failures are logged and left to fsck. */
 void fs_delete_objects(struct fs_ctx *ctx, struct fs_version *v);

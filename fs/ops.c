@@ -758,12 +758,13 @@ out:
 	fuse_reply_err(req, -rc);
 }
 
-/* Copy every key below `from` + "/" (and the marker) to the same name
- * below `to` + "/", then delete the originals. */
+/* Move every file below directory `from` to the same name below `to`
+ * (with its objects, fs_move_file()), recreate the directory markers
+ * there, then remove the old markers, deepest first. */
 static int rename_tree(struct fs_ctx *ctx, const char *from, const char *to)
 {
-	char *fp = fs_child_key(from, ""), *token = NULL;
-	size_t fl = fp ? strlen(fp) : 0, i;
+	char *fp = fs_child_key(from, ""), *token = NULL, **markers = NULL;
+	size_t fl = fp ? strlen(fp) : 0, n_markers = 0, i;
 	int rc = 0;
 
 	if (!fp)
@@ -775,18 +776,44 @@ static int rename_tree(struct fs_ctx *ctx, const char *from, const char *to)
 		free(token);
 		token = NULL;
 		for (i = 0; rc == 0 && i < res.n_objects; i++) {
-			char *nk = fs_child_key(to, res.objects[i].key + fl);
+			const char *k = res.objects[i].key;
+			size_t kl = strlen(k);
+			char *nk = fs_child_key(to, k + fl);
 
-			rc = nk ? ost_copy(ctx->st, res.objects[i].key, nk)
-				: -ENOMEM;
-			if (rc == 0)
-				rc = ost_delete(ctx->st, res.objects[i].key);
+			if (!nk) {
+				rc = -ENOMEM;
+				break;
+			}
+			if (kl && k[kl - 1] == '/') {
+				char **nm = realloc(markers, (n_markers + 1) *
+								     sizeof(*nm));
+
+				rc = nm ? ost_put_buf(ctx->st, nk, "", 0, NULL)
+					: -ENOMEM;
+				if (nm) {
+					markers = nm;
+					markers[n_markers] = strdup(k);
+					if (markers[n_markers])
+						n_markers++;
+				}
+			} else {
+				rc = fs_move_file(ctx, k, nk);
+			}
 			free(nk);
 		}
 		if (rc == 0 && res.next_token)
 			token = strdup(res.next_token);
 		ost_list_result_release(&res);
 	} while (rc == 0 && token);
+	/* The listing is sorted, so later markers are deeper. */
+	for (i = n_markers; i-- > 0;) {
+		if (rc == 0)
+			ost_delete(ctx->st, markers[i]);
+		free(markers[i]);
+	}
+	free(markers);
+	if (rc == 0)
+		ost_delete(ctx->st, fp);
 	free(fp);
 	return rc;
 }
@@ -880,23 +907,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		if (rc < 0 && rc != -ENOENT && rc != -EBADMSG)
 			goto out;
 	}
-	rc = ost_copy(ctx->st, from, to);
+	rc = fs_move_file(ctx, from, to);
 	if (rc == -ENOENT) /* staged only, never committed */
 		rc = 0;
-	else if (rc == 0)
-		rc = ost_delete(ctx->st, from);
 	if (rc < 0)
 		goto out;
-	if (dst_ver && dst_ver->man) {
-		char **gone = NULL;
-		size_t n = 0, i;
-
-		if (h5m_superseded(dst_ver->man, NULL, &gone, &n) == 0) {
-			for (i = 0; i < n; i++)
-				ost_delete(ctx->st, gone[i]);
-			h5m_keys_free(gone, n);
-		}
-	}
+	/* The replaced file's objects go after its manifest was replaced. */
+	fs_delete_objects(ctx, dst_ver);
 	if (dst_in) {
 		snprintf(dead, sizeof(dead), "\x01unlinked/%llu",
 			 (unsigned long long)dst_in->ino);

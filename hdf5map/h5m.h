@@ -179,6 +179,13 @@ struct h5m_piece {
 size_t h5m_map(const struct h5m_manifest *m, uint64_t off, uint64_t len,
 	       struct h5m_piece *pieces, size_t max);
 
+/* A copy of `m` whose object keys under the data prefix of file key
+ * `from` (H5M_DATA_PREFIX from "/") are under that of `to` instead; other
+ * keys stay.  For rename: the caller copies each object to its new key.
+ * Returns 0 and a heap manifest, -ENAMETOOLONG, or -ENOMEM. */
+int h5m_manifest_rekey(const struct h5m_manifest *m, const char *from,
+		       const char *to, struct h5m_manifest **out);
+
 /* Keys that `old` references and `new` does not (what a commit of `new`
  * supersedes).  *keys is a malloc'd array of malloc'd strings (free with
  * h5m_keys_free()).  Either manifest may be NULL (no keys). */
