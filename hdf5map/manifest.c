@@ -40,7 +40,7 @@
 #include "log.h"
 
 #define H5M_FLAG_LZ4 1u
-#define H5M_EXT_MIN_BYTES 6  /* smallest encoded extent */
+#define H5M_EXT_MIN_BYTES 5 /* smallest encoded extent: 5 varints */
 
 /* ---- in-memory manifest ------------------------------------------------ */
 

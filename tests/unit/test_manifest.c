@@ -826,6 +826,16 @@ static void test_superseded(void **state)
 	assert_int_equal(h5m_superseded(old, old, &keys, &nk), 0);
 	assert_int_equal(nk, 0);
 	h5m_keys_free(keys, nk);
+	/* the smallest extents: same suffix, no gaps (5 body bytes each) */
+	{
+		static const char *same[] = { "a", "a", "a", "a", "a",
+					      "a", "a", "a", "a", "a" };
+		struct h5m_manifest *s = keyed(same, 10), *d;
+
+		d = roundtrip(s, NULL);
+		h5m_manifest_free(d);
+		h5m_manifest_free(s);
+	}
 	/* builder refuses out-of-order and overlapping extents */
 	assert_int_equal(h5m_manifest_add_extent(new, 0, 5, 0, "x", 1),
 			 -EINVAL);
