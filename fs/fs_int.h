@@ -147,6 +147,20 @@ int fs_staged_children(struct fs_ctx *ctx, const char *dir_key,
  * Returns 0, -ENOENT, -EBADMSG (corrupt manifest) or a store error. */
 int fs_version_load(struct fs_ctx *ctx, const char *key,
 		    struct fs_version **out);
+/* What one small GET of the first bytes at `key` tells. */
+struct fs_vstat {
+	uint64_t size;	  /* file bytes (from the manifest header, or the
+			     plain object's size) */
+	int64_t mtime_ns;
+	char etag[OST_ETAG_MAX];
+	bool manifest;
+};
+
+/* Size, mtime and ETag of the file at `key` without loading a manifest
+ * body.  Returns 0, -ENOENT, -EBADMSG or a store error. */
+int fs_version_stat(struct fs_ctx *ctx, const char *key,
+		    struct fs_vstat *out);
+
 void fs_version_get(struct fs_version *v);
 void fs_version_put(struct fs_version *v);
 

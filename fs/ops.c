@@ -89,14 +89,19 @@ static int dir_exists(struct fs_ctx *ctx, const char *key)
 }
 
 /* Bring in->attr up to date (in->lock held).  Files: from the stage, or
- * from the committed version (loaded at most every attr_timeout seconds
- * unless `force`).  Returns 0, or -ENOENT when the key is gone. */
-static int refresh_locked(struct fs_ctx *ctx, struct fs_inode *in, bool force)
+ * from the committed version's header (one small GET, at most every
+ * attr_timeout seconds).  With `need_version`, in->ver must also be the
+ * current committed version: the header is always re-read and the full
+ * manifest fetched again only when its ETag changed (revalidation).
+ * Returns 0, or -ENOENT when the key is gone. */
+static int refresh_locked(struct fs_ctx *ctx, struct fs_inode *in,
+			  bool need_version)
 {
 	struct fs_version *v = NULL;
+	struct fs_vstat vs;
 	struct stat st;
 	char *key;
-	int rc;
+	int rc, tries;
 
 	if (in->is_dir) {
 		fill_dir_attr(ctx, &in->attr);
@@ -112,23 +117,38 @@ static int refresh_locked(struct fs_ctx *ctx, struct fs_inode *in, bool force)
 	}
 	if (in->unlinked)
 		return -ENOENT;
-	if (!force && in->have_attr &&
+	if (!need_version && in->have_attr &&
 	    fs_now() - in->attr_time < ctx->cfg.attr_timeout)
 		return 0;
 	key = fs_inode_key(ctx, in);
 	if (!key)
 		return -ENOMEM;
-	rc = fs_version_load(ctx, key, &v);
-	if (rc == -EAGAIN)
-		rc = fs_version_load(ctx, key, &v);
-	free(key);
+	rc = fs_version_stat(ctx, key, &vs);
 	if (rc < 0)
-		return rc;
+		goto out;
+	if (in->ver && !strcmp(in->ver->etag, vs.etag)) {
+		fill_file_attr(ctx, in, in->ver->size, in->ver->mtime_ns);
+		goto out;
+	}
+	if (!need_version) {
+		fill_file_attr(ctx, in, vs.size, vs.mtime_ns);
+		goto out;
+	}
+	/* -EAGAIN: a commit landed between two GETs of the manifest. */
+	for (tries = 0; tries < 3; tries++) {
+		rc = fs_version_load(ctx, key, &v);
+		if (rc != -EAGAIN)
+			break;
+	}
+	if (rc < 0)
+		goto out;
 	if (in->ver)
 		fs_version_put(in->ver);
 	in->ver = v;
 	fill_file_attr(ctx, in, v->size, v->mtime_ns);
-	return 0;
+out:
+	free(key);
+	return rc;
 }
 
 /* Resolve `key` to a file or directory inode and count `lookup` (0 or 1)

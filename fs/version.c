@@ -113,6 +113,34 @@ out:
 	return 0;
 }
 
+int fs_version_stat(struct fs_ctx *ctx, const char *key,
+		    struct fs_vstat *out)
+{
+	uint8_t buf[H5M_HEADER_SIZE];
+	struct h5m_header hdr;
+	struct ost_info info;
+	size_t got = 0;
+	int rc;
+
+	rc = ost_get(ctx->st, key, 0, buf, sizeof(buf), &got, &info);
+	if (rc < 0)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	out->mtime_ns = info.mtime_ns;
+	memcpy(out->etag, info.etag, sizeof(out->etag));
+	out->size = info.size;
+	if (!h5m_is_manifest(buf, got))
+		return 0;
+	rc = h5m_header_peek(buf, got, &hdr);
+	if (rc < 0) {
+		ch5_err("%s: the manifest header is corrupt", key);
+		return -EBADMSG;
+	}
+	out->manifest = true;
+	out->size = hdr.file_size;
+	return 0;
+}
+
 /* A read in progress: many block requests filling one buffer. */
 struct read_ctx {
 	char *buf;
