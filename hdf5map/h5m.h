@@ -45,6 +45,7 @@
 #define H5M_MAGIC_LEN 8
 #define H5M_HEADER_SIZE 64 /* fixed header; enough to read the file size */
 #define H5M_FORMAT_VERSION 1
+#define H5M_KEY_MAX 20480 /* longest object key (bytes, NUL excluded) */
 
 /* Read `len` bytes at file offset `off` into `buf`.  Return 0, or a negative
  * errno (a read past the end of the file is -EIO). */

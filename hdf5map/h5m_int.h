@@ -17,6 +17,8 @@
 
 #define H5M_PREFIX_MAX 16384 /* longest key prefix, bytes */
 #define H5M_SUFFIX_MAX 4096  /* longest key suffix, bytes */
+_Static_assert(H5M_PREFIX_MAX + H5M_SUFFIX_MAX <= H5M_KEY_MAX,
+	       "H5M_KEY_MAX bounds every key");
 
 /* One object of the file: bytes [off, off+len) live in object
  * prefix[prefix] + arena[suffix]. */

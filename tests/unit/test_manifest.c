@@ -843,6 +843,40 @@ static void test_superseded(void **state)
 	h5m_manifest_free(new);
 }
 
+/* rekey.c (rename): same bytes, keys under the new file key. */
+static void test_rekey(void **state)
+{
+	struct h5m_layout lay = layout(400, 500);
+	struct h5m_manifest *m, *r;
+	struct fake_split f;
+	uint64_t size = 4600;
+	char a[512], b[512];
+
+	(void)state;
+	fs_init(&f);
+	fs_ds(&f, "/g/d");
+	fs_span(&f, 0, H5M_SPAN_CONTIG, 800, 1100, 0, NULL);
+	fs_span(&f, 0, H5M_SPAN_CHUNK, 2000, 100, 1, (uint64_t[]){ 4 });
+	assert_int_equal(h5m_plan(&f.sp, size, &lay, synth_read, &size, &m),
+			 0);
+	assert_int_equal(h5m_manifest_rekey(m, "run42/out.h5", "x/y z.h5", &r),
+			 0);
+	assert_int_equal(h5m_extent_count(r), h5m_extent_count(m));
+	assert_int_equal(h5m_skeleton_size(r), h5m_skeleton_size(m));
+	for (size_t i = 0; i < h5m_extent_count(m); i++) {
+		const char *old_pre = ".cloudh5/c/run42/out.h5/";
+
+		assert_true(h5m_extent_key(m, i, a, sizeof(a)) > 0);
+		assert_true(h5m_extent_key(r, i, b, sizeof(b)) > 0);
+		assert_memory_equal(a, old_pre, strlen(old_pre));
+		assert_memory_equal(b, ".cloudh5/c/x/y z.h5/", 20);
+		assert_string_equal(a + strlen(old_pre), b + 20);
+	}
+	rebuild_check(r, synth_read, &size, 0, size, 16);
+	h5m_manifest_free(r);
+	h5m_manifest_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -851,6 +885,7 @@ int main(void)
 		cmocka_unit_test(test_boundaries),
 		cmocka_unit_test(test_plan_cutting),
 		cmocka_unit_test(test_superseded),
+		cmocka_unit_test(test_rekey),
 		cmocka_unit_test(test_version),
 		cmocka_unit_test(test_corruption),
 		cmocka_unit_test(test_fuzz_valid_crc),
