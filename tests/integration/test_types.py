@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ch5test as T  # noqa: E402
 
 import h5py  # noqa: E402
-from h5py import h5d, h5p, h5s, h5t, h5z  # noqa: E402
+from h5py import h5d, h5f, h5g, h5p, h5s, h5t, h5z  # noqa: E402
 
 BLOCK = "1M"
 CASES = []
@@ -50,6 +50,46 @@ def case(name, kind="h5", dump=("-p",)):
 
 def rng(seed):
     return np.random.default_rng(seed)
+
+
+def new_latest(p):
+    """h5py.File(p, "w", libver="latest") without object timestamps: v2
+    object headers store times when tracking is on (the default for the
+    root group and for groups), and the local and mount copies are written
+    seconds apart."""
+    fapl = h5p.create(h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5f.LIBVER_LATEST, h5f.LIBVER_LATEST)
+    fcpl = h5p.create(h5p.FILE_CREATE)
+    fcpl.set_obj_track_times(False)
+    return h5py.File(h5f.create(p.encode(), h5f.ACC_TRUNC, fcpl=fcpl,
+                                fapl=fapl))
+
+
+def new_dcpl():
+    """A dataset creation property list without timestamps (h5py's
+    high-level API turns them off; the low-level default is on)."""
+    dcpl = h5p.create(h5p.DATASET_CREATE)
+    dcpl.set_obj_track_times(False)
+    return dcpl
+
+
+def group(parent, path, track_order=False):
+    """parent.create_group(path) (intermediate groups included) without
+    timestamps."""
+    g = parent
+    for name in path.split("/"):
+        if name in g:
+            g = g[name]
+            continue
+        gcpl = h5p.create(h5p.GROUP_CREATE)
+        gcpl.set_obj_track_times(False)
+        if track_order:
+            gcpl.set_link_creation_order(h5p.CRT_ORDER_TRACKED
+                                         | h5p.CRT_ORDER_INDEXED)
+            gcpl.set_attr_creation_order(h5p.CRT_ORDER_TRACKED
+                                         | h5p.CRT_ORDER_INDEXED)
+        g = h5py.Group(h5g.create(g.id, name.encode(), gcpl=gcpl))
+    return g
 
 
 # ---------------------------------------------------------------- datatypes
@@ -252,7 +292,7 @@ def w_scaleoffset(p):
 def w_nbit(p):
     data = (np.arange(4000, dtype="i4") * 37) % 4096 - 2048
     with h5py.File(p, "w") as f:
-        dcpl = h5p.create(h5p.DATASET_CREATE)
+        dcpl = new_dcpl()
         dcpl.set_chunk((256,))
         dcpl.set_filter(h5z.FILTER_NBIT, h5z.FLAG_OPTIONAL)
         tid = h5t.STD_I32LE.copy()
@@ -299,12 +339,12 @@ def w_big_chunks(p):
 @case("compact")
 def w_compact(p):
     with h5py.File(p, "w") as f:
-        dcpl = h5p.create(h5p.DATASET_CREATE)
+        dcpl = new_dcpl()
         dcpl.set_layout(h5d.COMPACT)
         space = h5s.create_simple((10, 20))
         ds = h5d.create(f.id, b"compact", h5t.STD_I32LE, space, dcpl=dcpl)
         ds.write(h5s.ALL, h5s.ALL, np.arange(200, dtype="i4").reshape(10, 20))
-        dcpl2 = h5p.create(h5p.DATASET_CREATE)
+        dcpl2 = new_dcpl()
         dcpl2.set_layout(h5d.COMPACT)
         h5d.create(f.id, b"compact_str", h5t.C_S1.copy(),
                    h5s.create(h5s.SCALAR), dcpl=dcpl2)
@@ -314,7 +354,7 @@ def w_compact(p):
 @case("chunk_indexes")
 def w_chunk_indexes(p):
     a = np.arange(100 * 60, dtype="i4").reshape(100, 60)
-    with h5py.File(p, "w", libver="latest") as f:
+    with new_latest(p) as f:
         f.create_dataset("fixed_array", data=a, chunks=(10, 10))
         f.create_dataset("ext_array", data=a, chunks=(10, 10),
                          maxshape=(None, 60))
@@ -323,7 +363,7 @@ def w_chunk_indexes(p):
         f.create_dataset("single", data=a, chunks=(100, 60))
         f.create_dataset("single_gzip", data=a, chunks=(100, 60),
                          compression="gzip")
-        dcpl = h5p.create(h5p.DATASET_CREATE)
+        dcpl = new_dcpl()
         dcpl.set_chunk((25, 30))
         dcpl.set_alloc_time(h5d.ALLOC_TIME_EARLY)
         ds = h5d.create(f.id, b"implicit", h5t.STD_I32LE,
@@ -362,7 +402,7 @@ def w_groups(p):
         many = f.create_group("many")
         for i in range(60):
             many.create_group("g%02d" % i).attrs["i"] = i
-        t = f.create_group("ordered", track_order=True)
+        t = group(f, "ordered", track_order=True)
         for n in ("zz", "aa", "mm"):
             t.create_dataset(n, data=[1, 2, 3])
     with h5py.File(p, "a") as f:
@@ -372,12 +412,12 @@ def w_groups(p):
 
 @case("groups_latest")
 def w_groups_latest(p):
-    with h5py.File(p, "w", libver="latest") as f:
-        g = f.create_group("dense")
+    with new_latest(p) as f:
+        g = group(f, "dense")
         for i in range(40):
             g.create_dataset("d%02d" % i, data=np.arange(i + 4),
                              chunks=(4,))
-        f.create_group("a/b/c/d/e").create_dataset("deep", data=[1.5])
+        group(f, "a/b/c/d/e").create_dataset("deep", data=[1.5])
 
 
 @case("attributes")
@@ -395,15 +435,15 @@ def w_attributes(p):
 
 @case("dense_attributes")
 def w_dense_attributes(p):
-    with h5py.File(p, "w", libver="latest") as f:
+    with new_latest(p) as f:
         d = f.create_dataset("d", data=np.arange(100), chunks=(10,))
-        g = f.create_group("g")
+        g = group(f, "g")
         for obj in (f, d, g):
             for i in range(20):
                 obj.attrs["attr%02d" % i] = np.arange(i + 1, dtype="i4")
         # Over 64 KiB: stored densely whatever the count.
         g.attrs["huge"] = np.arange(20000, dtype="f8")
-        t = f.create_group("tracked", track_order=True)
+        t = group(f, "tracked", track_order=True)
         for i in range(12):
             t.attrs["z%02d" % (12 - i)] = i
 
@@ -452,7 +492,7 @@ def w_resizable(p):
 
 @case("resizable_latest")
 def w_resizable_latest(p):
-    with h5py.File(p, "w", libver="latest") as f:
+    with new_latest(p) as f:
         f.create_dataset("ea", data=np.arange(100), chunks=(16,),
                          maxshape=(None,))
         f.create_dataset("bt2", data=np.ones((10, 10)), chunks=(4, 4),
@@ -494,14 +534,14 @@ def w_fill(p):
         c = f.create_dataset("cmpd_fill", shape=(64,), dtype=cdt,
                              chunks=(16,), fillvalue=fv)
         c[20] = (1, 1.0)
-        dcpl = h5p.create(h5p.DATASET_CREATE)
+        dcpl = new_dcpl()
         dcpl.set_chunk((16,))
         dcpl.set_alloc_time(h5d.ALLOC_TIME_EARLY)
         dcpl.set_fill_value(np.array(5, dtype="i4"))
         ds = h5d.create(f.id, b"early", h5t.STD_I32LE,
                         h5s.create_simple((100,)), dcpl=dcpl)
         ds.write(h5s.ALL, h5s.ALL, np.full(100, 5, dtype="i4"))
-        dcpl3 = h5p.create(h5p.DATASET_CREATE)
+        dcpl3 = new_dcpl()
         dcpl3.set_chunk((16,))
         dcpl3.set_alloc_time(h5d.ALLOC_TIME_EARLY)
         dcpl3.set_fill_time(h5d.FILL_TIME_NEVER)
