@@ -25,6 +25,8 @@
 #include "h5m.h"
 #include "cache.h"
 
+struct fs_ctx;
+
 /* Mount options (parsed by main.c with one fuse_opt table). */
 struct fs_config {
 	char *source;	     /* file:///dir, mem:// */
@@ -89,7 +91,11 @@ struct fs_handle {
 	uint64_t next_off;	/* where a sequential read would start */
 	uint64_t ra_window;	/* current readahead window, bytes */
 	uint64_t ra_until;	/* prefetch issued up to here */
+	struct fs_handle *prev, *next; /* fs_ctx.handles, under itable_lock */
 };
+
+/* Unlink a handle from the mount's list and free it. */
+void fs_handle_free(struct fs_ctx *ctx, struct fs_handle *fh);
 
 struct fs_ctx {
 	struct fs_config cfg;
@@ -101,6 +107,9 @@ struct fs_ctx {
 	struct fs_inode **by_key;
 	size_t n_buckets;
 	uint64_t next_ino; /* guarded by itable_lock */
+	struct fs_handle *handles; /* open files, guarded by itable_lock; the
+				      kernel may unmount before it sends the
+				      last RELEASEs */
 	uint64_t commits;  /* atomic: successful commits */
 	uint64_t commit_failures; /* atomic */
 };

@@ -370,7 +370,8 @@ out:
 	fuse_reply_attr(req, &st, ctx->cfg.attr_timeout);
 }
 
-static struct fs_handle *handle_new(struct fs_inode *in, bool writable)
+static struct fs_handle *handle_new(struct fs_ctx *ctx, struct fs_inode *in,
+				    bool writable)
 {
 	struct fs_handle *fh = calloc(1, sizeof(*fh));
 
@@ -379,11 +380,25 @@ static struct fs_handle *handle_new(struct fs_inode *in, bool writable)
 	fh->inode = in;
 	fh->writable = writable;
 	pthread_mutex_init(&fh->lock, NULL);
+	pthread_mutex_lock(&ctx->itable_lock);
+	fh->next = ctx->handles;
+	if (fh->next)
+		fh->next->prev = fh;
+	ctx->handles = fh;
+	pthread_mutex_unlock(&ctx->itable_lock);
 	return fh;
 }
 
-static void handle_free(struct fs_handle *fh)
+void fs_handle_free(struct fs_ctx *ctx, struct fs_handle *fh)
 {
+	pthread_mutex_lock(&ctx->itable_lock);
+	if (fh->prev)
+		fh->prev->next = fh->next;
+	else
+		ctx->handles = fh->next;
+	if (fh->next)
+		fh->next->prev = fh->prev;
+	pthread_mutex_unlock(&ctx->itable_lock);
 	if (fh->ver)
 		fs_version_put(fh->ver);
 	pthread_mutex_destroy(&fh->lock);
@@ -408,7 +423,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	fh = handle_new(in, writable);
+	fh = handle_new(ctx, in, writable);
 	if (!fh) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -439,7 +454,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 out:
 	pthread_mutex_unlock(&in->lock);
 	if (rc < 0) {
-		handle_free(fh);
+		fs_handle_free(ctx, fh);
 		fuse_reply_err(req, -rc);
 		return;
 	}
@@ -448,7 +463,7 @@ out:
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		/* The opener was interrupted: undo. */
 		fs_inode_open_count(ctx, in, -1);
-		handle_free(fh);
+		fs_handle_free(ctx, fh);
 	}
 }
 
@@ -475,7 +490,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (key)
 		in = fs_inode_get(ctx, key, false, 0);
 	if (in)
-		fh = handle_new(in, true);
+		fh = handle_new(ctx, in, true);
 	if (!fh) {
 		rc = -ENOMEM;
 		goto out;
@@ -510,7 +525,7 @@ out:
 	free(pkey);
 	free(key);
 	if (fh)
-		handle_free(fh);
+		fs_handle_free(ctx, fh);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -633,7 +648,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 		fs_delete_objects(ctx, doomed);
 		fs_version_put(doomed);
 	}
-	handle_free(fh);
+	fs_handle_free(ctx, fh);
 	fs_inode_open_count(ctx, in, -1);
 	fuse_reply_err(req, 0);
 }
@@ -1050,7 +1065,8 @@ static int dir_load(struct fs_ctx *ctx, struct dir_handle *d)
 	free(staged);
 	if (rc < 0)
 		return rc;
-	qsort(d->ents, d->n, sizeof(*d->ents), ent_cmp);
+	if (d->n)
+		qsort(d->ents, d->n, sizeof(*d->ents), ent_cmp);
 	for (i = j = 0; i < d->n; i++) {
 		if (j && !strcmp(d->ents[j - 1].name, d->ents[i].name)) {
 			free(d->ents[i].name);
