@@ -216,9 +216,11 @@ class Workspace:
         return self
 
     def __exit__(self, et, ev, tb):
+        failed = et is not None
         try:
             self.mount.stop()
         except Fail:
+            failed = True
             if et is None:
                 raise
             traceback.print_exc()
@@ -228,7 +230,7 @@ class Workspace:
             if _is_mounted(self.mntdir) and not FAKE:
                 # Never rm -rf through a live mount.
                 print("  %s is still mounted; workspace kept" % self.mntdir)
-            elif (et is None and _NFAIL[0] == self.nfail
+            elif (not failed and _NFAIL[0] == self.nfail
                   and not os.environ.get("CH5_KEEP")):
                 shutil.rmtree(self.root, ignore_errors=True)
             else:
