@@ -20,6 +20,9 @@
 #define FIRST_GET 65536
 /* Most pieces handled per h5m_map() call. */
 #define PIECES 64
+/* How far a read may start from where the previous one ended and still
+ * count as sequential (reordered kernel readahead). */
+#define SEQ_SLACK (1u << 20)
 /* Manifests larger than this are refused (corrupt or hostile). */
 #define MANIFEST_MAX (4ULL << 30)
 
@@ -353,7 +356,11 @@ static void readahead_plan(struct fs_ctx *ctx, struct fs_handle *fh,
 	if (max == 0)
 		return;
 	pthread_mutex_lock(&fh->lock);
-	if (off == fh->next_off) {
+	/* The kernel's own readahead sends several reads at once, and they
+	 * may arrive out of order: a read that starts within SEQ_SLACK of
+	 * where the last one ended still counts as sequential. */
+	if (off + SEQ_SLACK >= fh->next_off && off <= fh->next_off + SEQ_SLACK &&
+	    fh->next_off) {
 		uint64_t w = fh->ra_window ? fh->ra_window * 2
 					   : 2 * (uint64_t)ctx->cfg.cache_block;
 		fh->ra_window = w > max ? max : w;
@@ -361,7 +368,8 @@ static void readahead_plan(struct fs_ctx *ctx, struct fs_handle *fh,
 		fh->ra_window = 0;
 		fh->ra_until = 0;
 	}
-	fh->next_off = end;
+	if (end > fh->next_off || !fh->ra_window)
+		fh->next_off = end;
 	if (fh->ra_window) {
 		uint64_t from = fh->ra_until > end ? fh->ra_until : end;
 
