@@ -399,8 +399,17 @@ def store_keys(store, prefix=""):
         return keys
     for d, _, files in os.walk(top):
         for f in files:
-            keys.append(os.path.relpath(os.path.join(d, f), store))
+            rel = os.path.relpath(os.path.join(d, f), store)
+            keys.append("/".join(_local_unescape(c)
+                                 for c in rel.split("/")))
     return sorted(keys)
+
+
+def _local_unescape(comp):
+    """The file:// backend stores a key component that is "", ".", ".."
+    or starts with '%' (and "tmp" below .cloudh5) with one more leading '%'
+    (see ost.h); undo that to get the key back from a file name."""
+    return comp[1:] if comp.startswith("%") else comp
 
 
 def _unescape(comp):
