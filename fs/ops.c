@@ -36,6 +36,27 @@ static bool hidden_name(const struct fs_inode *parent, const char *name)
 	return parent->ino == FUSE_ROOT_ID && !strcmp(name, HIDDEN_ROOT);
 }
 
+/* The key of entry `name` of directory inode `parent`, malloc'd in *key.
+ * The hidden data area at the root gives `hidden_err` (lookups say it
+ * does not exist, changes say they are not permitted).  Returns 0, -ESTALE
+ * for an unknown parent, hidden_err, or -ENOMEM. */
+static int child_of(struct fs_ctx *ctx, fuse_ino_t parent, const char *name,
+		    int hidden_err, char **key)
+{
+	struct fs_inode *p = fs_inode_by_ino(ctx, parent);
+	char *pkey;
+
+	*key = NULL;
+	if (!p)
+		return -ESTALE;
+	if (hidden_name(p, name))
+		return hidden_err;
+	pkey = fs_inode_key(ctx, p);
+	*key = pkey ? fs_child_key(pkey, name) : NULL;
+	free(pkey);
+	return *key ? 0 : -ENOMEM;
+}
+
 static void fill_dir_attr(struct fs_ctx *ctx, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -206,32 +227,13 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_ctx *ctx = req_ctx(req);
-	struct fs_inode *p = fs_inode_by_ino(ctx, parent);
 	struct fuse_entry_param e;
-	char *key = NULL;
+	char *key;
 	int rc;
 
-	if (!p) {
-		rc = -ESTALE;
-		goto out;
-	}
-	if (hidden_name(p, name)) {
-		rc = -ENOENT;
-		goto out;
-	}
-	key = fs_inode_key(ctx, p);
-	if (key) {
-		char *ck = fs_child_key(key, name);
-
-		free(key);
-		key = ck;
-	}
-	if (!key) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	rc = resolve(ctx, key, &e, 1);
-out:
+	rc = child_of(ctx, parent, name, -ENOENT, &key);
+	if (rc == 0)
+		rc = resolve(ctx, key, &e, 1);
 	free(key);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
@@ -471,24 +473,16 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode, struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = req_ctx(req);
-	struct fs_inode *p = fs_inode_by_ino(ctx, parent), *in = NULL;
+	struct fs_inode *in = NULL;
 	struct fuse_entry_param e;
 	struct fs_handle *fh = NULL;
-	char *pkey = NULL, *key = NULL;
-	int rc = 0;
+	char *key;
+	int rc;
 
-	if (!p) {
-		fuse_reply_err(req, ESTALE);
-		return;
-	}
-	if (hidden_name(p, name)) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	pkey = fs_inode_key(ctx, p);
-	key = pkey ? fs_child_key(pkey, name) : NULL;
-	if (key)
-		in = fs_inode_get(ctx, key, false, 0);
+	rc = child_of(ctx, parent, name, -EPERM, &key);
+	if (rc < 0)
+		goto out;
+	in = fs_inode_get(ctx, key, false, 0);
 	if (in)
 		fh = handle_new(ctx, in, true);
 	if (!fh) {
@@ -522,7 +516,6 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fi->fh = (uintptr_t)fh;
 	fh = NULL;
 out:
-	free(pkey);
 	free(key);
 	if (fh)
 		fs_handle_free(ctx, fh);
@@ -656,21 +649,15 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_ctx *ctx = req_ctx(req);
-	struct fs_inode *p = fs_inode_by_ino(ctx, parent), *in;
-	char *pkey, *key = NULL, dead[64];
+	struct fs_inode *in;
+	char *key, dead[64];
 	struct fs_version *doomed = NULL;
 	bool staged = false;
 	int rc;
 
-	if (!p) {
-		fuse_reply_err(req, ESTALE);
-		return;
-	}
-	pkey = fs_inode_key(ctx, p);
-	key = pkey ? fs_child_key(pkey, name) : NULL;
-	free(pkey);
-	if (!key) {
-		fuse_reply_err(req, ENOMEM);
+	rc = child_of(ctx, parent, name, -EPERM, &key);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	in = fs_inode_by_key(ctx, key);
@@ -707,25 +694,16 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode)
 {
 	struct fs_ctx *ctx = req_ctx(req);
-	struct fs_inode *p = fs_inode_by_ino(ctx, parent);
 	struct fuse_entry_param e;
 	struct ost_info info;
-	char *pkey, *key = NULL, *marker = NULL;
+	char *key, *marker = NULL;
 	int rc;
 
 	(void)mode;
-	if (!p) {
-		fuse_reply_err(req, ESTALE);
-		return;
-	}
-	if (hidden_name(p, name)) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	pkey = fs_inode_key(ctx, p);
-	key = pkey ? fs_child_key(pkey, name) : NULL;
-	marker = key ? fs_child_key(key, "") : NULL;
-	free(pkey);
+	rc = child_of(ctx, parent, name, -EPERM, &key);
+	if (rc < 0)
+		goto out;
+	marker = fs_child_key(key, "");
 	if (!marker) {
 		rc = -ENOMEM;
 		goto out;
@@ -751,20 +729,15 @@ out:
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_ctx *ctx = req_ctx(req);
-	struct fs_inode *p = fs_inode_by_ino(ctx, parent);
 	struct ost_list_result res = { 0 };
-	char *pkey, *key = NULL, *prefix = NULL, **staged = NULL;
+	char *key, *prefix = NULL, **staged = NULL;
 	size_t n_staged = 0, i;
 	int rc;
 
-	if (!p) {
-		fuse_reply_err(req, ESTALE);
-		return;
-	}
-	pkey = fs_inode_key(ctx, p);
-	key = pkey ? fs_child_key(pkey, name) : NULL;
-	prefix = key ? fs_child_key(key, "") : NULL;
-	free(pkey);
+	rc = child_of(ctx, parent, name, -EPERM, &key);
+	if (rc < 0)
+		goto out;
+	prefix = fs_child_key(key, "");
 	if (!prefix) {
 		rc = -ENOMEM;
 		goto out;
@@ -858,34 +831,22 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      unsigned int flags)
 {
 	struct fs_ctx *ctx = req_ctx(req);
-	struct fs_inode *p = fs_inode_by_ino(ctx, parent);
-	struct fs_inode *np = fs_inode_by_ino(ctx, newparent), *in, *dst_in;
+	struct fs_inode *in, *dst_in;
 	struct fuse_entry_param src_e, dst_e;
 	struct fs_version *dst_ver = NULL;
-	char *pk = NULL, *npk = NULL, *from = NULL, *to = NULL, dead[64];
+	char *from = NULL, *to = NULL, dead[64];
 	bool dst_exists;
 	int rc;
 
-	if (!p || !np) {
-		fuse_reply_err(req, ESTALE);
-		return;
-	}
 	if (flags & RENAME_EXCHANGE) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (hidden_name(p, name) || hidden_name(np, newname)) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	pk = fs_inode_key(ctx, p);
-	npk = fs_inode_key(ctx, np);
-	from = pk ? fs_child_key(pk, name) : NULL;
-	to = npk ? fs_child_key(npk, newname) : NULL;
-	if (!from || !to) {
-		rc = -ENOMEM;
+	rc = child_of(ctx, parent, name, -EPERM, &from);
+	if (rc == 0)
+		rc = child_of(ctx, newparent, newname, -EPERM, &to);
+	if (rc < 0)
 		goto out;
-	}
 	/* The kernel holds lookups on both ends, so the inodes stay. */
 	rc = resolve(ctx, from, &src_e, 0);
 	if (rc < 0)
@@ -961,8 +922,6 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 out:
 	if (dst_ver)
 		fs_version_put(dst_ver);
-	free(pk);
-	free(npk);
 	free(from);
 	free(to);
 	fuse_reply_err(req, -rc);

@@ -63,6 +63,10 @@ int h5m_manifest_add_extent(struct h5m_manifest *m, uint64_t off,
 /* Reserve `len` more skeleton bytes; *dst receives where to write them. */
 int h5m_manifest_add_skel(struct h5m_manifest *m, uint64_t len,
 			  uint8_t **dst);
+/* Make room for `need` elements of `elem` bytes in the array *p of
+ * capacity *cap (elements), doubling.  0 or -ENOMEM (then *p is kept). */
+int h5m_grow(void **p, size_t *cap, size_t need, size_t elem);
+
 /* Check that extents and skeleton account for exactly file_size bytes. */
 int h5m_manifest_check(const struct h5m_manifest *m);
 

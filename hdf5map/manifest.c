@@ -66,7 +66,7 @@ void h5m_manifest_free(struct h5m_manifest *m)
 	free(m);
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
+int h5m_grow(void **p, size_t *cap, size_t need, size_t elem)
 {
 	size_t ncap = *cap ? *cap : 16;
 	void *np;
@@ -94,7 +94,8 @@ static int arena_put(struct h5m_manifest *m, const char *s, size_t len,
 
 	if (m->arena_len + len + 1 > UINT32_MAX)
 		return -ENOMEM;
-	rc = grow((void **)&m->arena, &m->arena_cap, m->arena_len + len + 1, 1);
+	rc = h5m_grow((void **)&m->arena, &m->arena_cap,
+		      m->arena_len + len + 1, 1);
 	if (rc)
 		return rc;
 	memcpy(m->arena + m->arena_len, s, len);
@@ -113,8 +114,8 @@ int h5m_manifest_add_prefix(struct h5m_manifest *m, const char *s, size_t len,
 		return -EINVAL;
 	if (m->n_pfx >= UINT32_MAX)
 		return -ENOMEM;
-	rc = grow((void **)&m->pfx, &m->cap_pfx, m->n_pfx + 1,
-		  sizeof(*m->pfx));
+	rc = h5m_grow((void **)&m->pfx, &m->cap_pfx, m->n_pfx + 1,
+		      sizeof(*m->pfx));
 	if (rc)
 		return rc;
 	rc = arena_put(m, s, len, &m->pfx[m->n_pfx]);
@@ -147,7 +148,8 @@ int h5m_manifest_add_extent(struct h5m_manifest *m, uint64_t off,
 	/* the skeleton must hold exactly the bytes before `off` */
 	if (m->skel_len != off - covered)
 		return -EINVAL;
-	rc = grow((void **)&m->ext, &m->cap_ext, m->n_ext + 1, sizeof(*m->ext));
+	rc = h5m_grow((void **)&m->ext, &m->cap_ext, m->n_ext + 1,
+		      sizeof(*m->ext));
 	if (rc)
 		return rc;
 	e = &m->ext[m->n_ext];
@@ -168,8 +170,8 @@ int h5m_manifest_add_skel(struct h5m_manifest *m, uint64_t len, uint8_t **dst)
 
 	if (len > SIZE_MAX - m->skel_len - 1)
 		return -ENOMEM;
-	rc = grow((void **)&m->skel, &m->skel_cap,
-		  (size_t)(m->skel_len + len) + 1, 1);
+	rc = h5m_grow((void **)&m->skel, &m->skel_cap,
+		      (size_t)(m->skel_len + len) + 1, 1);
 	if (rc)
 		return rc;
 	*dst = m->skel + m->skel_len;
@@ -306,7 +308,7 @@ struct h5m_buf {
 
 static int buf_put(struct h5m_buf *b, const void *src, size_t len)
 {
-	int rc = grow((void **)&b->p, &b->cap, b->len + len, 1);
+	int rc = h5m_grow((void **)&b->p, &b->cap, b->len + len, 1);
 
 	if (rc)
 		return rc;
@@ -383,8 +385,8 @@ static int encode_body(const struct h5m_manifest *m, struct h5m_buf *b)
 	size_t i, prev_len = 0;
 	int rc;
 
-	rc = grow((void **)&b->p, &b->cap,
-		  m->n_ext * 8 + m->arena_len + m->skel_len + 64, 1);
+	rc = h5m_grow((void **)&b->p, &b->cap,
+		      m->n_ext * 8 + m->arena_len + m->skel_len + 64, 1);
 	if (rc)
 		return rc;
 	rc = buf_varint(b, m->skel_len);
@@ -651,8 +653,8 @@ static int decode_body(struct h5m_manifest *m, const struct h5m_hdr *h,
 	}
 	m->cap_ext = h->n_ext;
 	/* suffixes are at least 2 bytes each with their NUL */
-	rc = grow((void **)&m->arena, &m->arena_cap,
-		  m->arena_len + h->n_ext * 2 + 1, 1);
+	rc = h5m_grow((void **)&m->arena, &m->arena_cap,
+		      m->arena_len + h->n_ext * 2 + 1, 1);
 	if (rc)
 		goto out;
 	rc = -EBADMSG;

@@ -64,25 +64,6 @@ struct h5m_split_st {
 	size_t buf_cap;
 };
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	size_t ncap = *cap ? *cap : 64;
-	void *np;
-
-	if (need <= *cap)
-		return 0;
-	while (ncap < need) {
-		if (ncap > SIZE_MAX / 2 / elem)
-			return -ENOMEM;
-		ncap *= 2;
-	}
-	np = realloc(*p, ncap * elem);
-	if (!np)
-		return -ENOMEM;
-	*p = np;
-	*cap = ncap;
-	return 0;
-}
 
 void h5m_split_free(struct h5m_split *sp)
 {
@@ -116,8 +97,8 @@ static int ds_index(struct h5m_split_st *st, struct h5m_ds_ref *ds,
 	}
 	if (sp->n_datasets >= UINT32_MAX)
 		return -ENOMEM;
-	rc = grow((void **)&sp->datasets, &st->cap_ds, sp->n_datasets + 1,
-		  sizeof(*sp->datasets));
+	rc = h5m_grow((void **)&sp->datasets, &st->cap_ds,
+		      sp->n_datasets + 1, sizeof(*sp->datasets));
 	if (rc)
 		return rc;
 	l = strlen(ds->name);
@@ -143,11 +124,12 @@ static int add_span(struct h5m_split_st *st, struct h5m_ds_ref *ds,
 
 	rc = ds_index(st, ds, &idx);
 	if (!rc)
-		rc = grow((void **)&sp->spans, &st->cap_spans, sp->n_spans + 1,
-			  sizeof(*sp->spans));
+		rc = h5m_grow((void **)&sp->spans, &st->cap_spans,
+			      sp->n_spans + 1, sizeof(*sp->spans));
 	if (!rc && rank > 0)
-		rc = grow((void **)&sp->coords, &st->cap_coords,
-			  sp->n_coords + (size_t)rank, sizeof(*sp->coords));
+		rc = h5m_grow((void **)&sp->coords, &st->cap_coords,
+			      sp->n_coords + (size_t)rank,
+			      sizeof(*sp->coords));
 	if (rc)
 		return rc;
 	s = &sp->spans[sp->n_spans++];
@@ -219,7 +201,7 @@ static int chunks_by_walk(struct h5m_split_st *st, hid_t dset,
 			found++;
 			if (sz > st->file_size)
 				goto next; /* cannot be in the file: skip */
-			rc = grow(&st->buf, &st->buf_cap, (size_t)sz, 1);
+			rc = h5m_grow(&st->buf, &st->buf_cap, (size_t)sz, 1);
 			if (rc)
 				return rc;
 			st->cap->n = 0;
