@@ -26,6 +26,7 @@
 #include "cache.h"
 
 struct fs_ctx;
+struct dir_handle;
 
 /* Mount options (parsed by main.c with one fuse_opt table). */
 struct fs_config {
@@ -97,6 +98,10 @@ struct fs_handle {
 /* Unlink a handle from the mount's list and free it. */
 void fs_handle_free(struct fs_ctx *ctx, struct fs_handle *fh);
 
+/* At shutdown: free the file and directory handles the kernel never
+ * released (files were committed at their flush).  Single-threaded. */
+void fs_release_all(struct fs_ctx *ctx);
+
 struct fs_ctx {
 	struct fs_config cfg;
 	struct ost *st;
@@ -110,6 +115,7 @@ struct fs_ctx {
 	struct fs_handle *handles; /* open files, guarded by itable_lock; the
 				      kernel may unmount before it sends the
 				      last RELEASEs */
+	struct dir_handle *dirs;   /* open directories, likewise */
 	uint64_t commits;  /* atomic: successful commits */
 	uint64_t commit_failures; /* atomic */
 };

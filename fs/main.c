@@ -351,10 +351,7 @@ out_handlers:
 out:
 	if (ctx.se)
 		fuse_session_destroy(ctx.se);
-	/* Files the kernel never released (their flush already committed
-	 * them): free the handles. */
-	while (ctx.handles)
-		fs_handle_free(&ctx, ctx.handles);
+	fs_release_all(&ctx);
 	fs_cache_free(ctx.cache);
 	fs_itable_release(&ctx);
 	ost_free(ctx.st);

@@ -937,6 +937,7 @@ struct dir_handle {
 	char *key;
 	struct dir_entry *ents;
 	size_t n;
+	struct dir_handle *prev, *next; /* fs_ctx.dirs, under itable_lock */
 };
 
 static int ent_cmp(const void *a, const void *b)
@@ -968,6 +969,28 @@ static int dir_add(struct dir_handle *d, size_t *cap, const char *name,
 		return -ENOMEM;
 	d->ents[d->n++].is_dir = is_dir;
 	return 0;
+}
+
+static void dir_link(struct fs_ctx *ctx, struct dir_handle *d)
+{
+	pthread_mutex_lock(&ctx->itable_lock);
+	d->next = ctx->dirs;
+	if (d->next)
+		d->next->prev = d;
+	ctx->dirs = d;
+	pthread_mutex_unlock(&ctx->itable_lock);
+}
+
+static void dir_unlink(struct fs_ctx *ctx, struct dir_handle *d)
+{
+	pthread_mutex_lock(&ctx->itable_lock);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		ctx->dirs = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&ctx->itable_lock);
 }
 
 static void dir_free(struct dir_handle *d)
@@ -1065,8 +1088,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 	fi->fh = (uintptr_t)d;
 	fi->cache_readdir = 0;
-	if (fuse_reply_open(req, fi) == -ENOENT)
+	dir_link(ctx, d);
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		dir_unlink(ctx, d);
 		dir_free(d);
+	}
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
@@ -1147,8 +1173,11 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 			  struct fuse_file_info *fi)
 {
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+
 	(void)ino;
-	dir_free((struct dir_handle *)(uintptr_t)fi->fh);
+	dir_unlink(req_ctx(req), d);
+	dir_free(d);
 	fuse_reply_err(req, 0);
 }
 
@@ -1166,6 +1195,18 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_files = sv.f_ffree = sv.f_favail = 1ULL << 32;
 	sv.f_namemax = 255;
 	fuse_reply_statfs(req, &sv);
+}
+
+void fs_release_all(struct fs_ctx *ctx)
+{
+	while (ctx->handles)
+		fs_handle_free(ctx, ctx->handles);
+	while (ctx->dirs) {
+		struct dir_handle *d = ctx->dirs;
+
+		dir_unlink(ctx, d);
+		dir_free(d);
+	}
 }
 
 const struct fuse_lowlevel_ops fs_ops = {

@@ -469,6 +469,10 @@ int h5m_split(h5m_read_fn read, void *ctx, uint64_t file_size,
 	info.cap = &cap;
 
 	h5m_hdf5_lock();
+	/* libhdf5 must not print its error stacks (we map errors to errno and
+	 * log them ourselves).  In a thread-safe libhdf5 (Debian's) the
+	 * setting is per thread, and splits run on any FUSE worker. */
+	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 	rc = -EIO;
 	if (h5m_vfd_id() < 0)
 		goto out;

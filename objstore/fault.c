@@ -256,8 +256,10 @@ int ost_fault_parse(const char *spec, struct ost_fault_cfg *cfg)
 	memset(&c, 0, sizeof(c));
 	end = s + strlen(s);
 	while (s < end) {
-		const char *comma = memchr(s, ',', (size_t)(end - s));
-		const char *item_end = comma ? comma : end;
+		/* Fields are separated by ',' or ':' (on a mount line, ','
+		 * already separates mount options). */
+		const char *comma = s + strcspn(s, ",:");
+		const char *item_end = comma < end ? comma : end;
 		const char *eq = memchr(s, '=', (size_t)(item_end - s));
 		const char *val;
 		size_t nlen, vlen;

@@ -187,7 +187,8 @@ struct ost_fault_cfg {
 };
 
 /* Parse "fail_nth=5,fail_count=2,fail_errno=5,ops=put+del,delay_ms=10,
- * short_read=100,stop_nth=3" into *cfg (ops: get put head list del copy
+ * short_read=100,stop_nth=3" into *cfg (fields separated by ',' or ':',
+ * the latter for mount options, where ',' separates options) (ops: get put head list del copy
  * all, joined by '+').  Returns 0, or -EINVAL after logging the bad field;
  * *cfg is untouched then. */
 int ost_fault_parse(const char *spec, struct ost_fault_cfg *cfg);
