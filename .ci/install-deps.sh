@@ -3,7 +3,7 @@
 # Used by the README's quick start and by .ci/run.  Needs root (or sudo).
 set -euo pipefail
 pkgs=(
-  build-essential cmake pkg-config git
+  build-essential cmake pkg-config git ca-certificates
   libfuse3-dev fuse3
   libhdf5-dev hdf5-tools hdf5-filter-plugin
   libcurl4-openssl-dev libssl-dev liblz4-dev zlib1g-dev libcmocka-dev
