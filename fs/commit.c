@@ -103,11 +103,31 @@ int fs_stage_create(struct fs_ctx *ctx, struct fs_inode *in,
 	}
 	in->stage = sg;
 	if (rc < 0)
-		fs_stage_drop(in);
+		fs_stage_drop(in, NULL); /* not dirty: the file goes */
 	return rc;
 }
 
-void fs_stage_drop(struct fs_inode *in)
+/* Leave a kept stage's key beside it ("<stage>.key"), so that a person or
+ * a later mount knows which file the bytes belong to. */
+static void stage_write_key(const struct fs_stage *sg, const char *key)
+{
+	char *kp = malloc(strlen(sg->path) + 5);
+	int fd;
+
+	if (!kp)
+		return;
+	memcpy(kp, sg->path, strlen(sg->path));
+	memcpy(kp + strlen(sg->path), ".key", 5);
+	fd = open(kp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		if (write(fd, key, strlen(key)) < 0)
+			ch5_warn("cannot write %s: %s", kp, strerror(errno));
+		close(fd);
+	}
+	free(kp);
+}
+
+void fs_stage_drop(struct fs_inode *in, const char *key)
 {
 	struct fs_stage *sg = in->stage;
 
@@ -116,7 +136,15 @@ void fs_stage_drop(struct fs_inode *in)
 	__atomic_store_n(&in->stage, NULL, __ATOMIC_RELEASE);
 	in->have_attr = false;
 	close(sg->fd);
-	unlink(sg->path);
+	if ((sg->dirty || sg->failed) && !in->unlinked) {
+		/* Bytes the store does not have: never delete them. */
+		if (key)
+			stage_write_key(sg, key);
+		ch5_err("%s: uncommitted data kept in %s", key ? key : "?",
+			sg->path);
+	} else {
+		unlink(sg->path);
+	}
 	free(sg->path);
 	free(sg);
 }

@@ -197,8 +197,12 @@ void fs_version_read(struct fs_ctx *ctx, fuse_req_t req,
 int fs_stage_create(struct fs_ctx *ctx, struct fs_inode *in,
 		    struct fs_version *fill);
 
-/* Close and remove the stage of `in` (in->lock held). */
-void fs_stage_drop(struct fs_inode *in);
+/* Close the stage of `in` (in->lock held, or the inode is being freed).
+ * The spool file is removed unless it holds bytes the store lacks (dirty,
+ * or its commit failed) and the file was not unlinked: then it stays, with
+ * `key` (may be NULL) written beside it in "<stage>.key", and an error is
+ * logged. */
+void fs_stage_drop(struct fs_inode *in, const char *key);
 
 /* Commit the stage of `in` to the store at its key (in->lock held): split,
  * upload objects, write the manifest (the commit point), delete superseded

@@ -105,7 +105,7 @@ int fs_itable_init(struct fs_ctx *ctx)
 static void inode_destroy(struct fs_inode *in)
 {
 	if (in->stage)
-		fs_stage_drop(in);
+		fs_stage_drop(in, in->key);
 	if (in->ver)
 		fs_version_put(in->ver);
 	if (in->doomed) /* unmounted while open: objects are left to fsck */

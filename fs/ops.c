@@ -340,7 +340,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			rc = fs_commit(ctx, in);
 			if (rc < 0)
 				goto out;
-			fs_stage_drop(in);
+			fs_stage_drop(in, NULL);
 		}
 	}
 	rc = refresh_locked(ctx, in, false);
@@ -630,7 +630,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 		 * the commit failed (then it stays in the spool). */
 		if (commit_if_dirty_locked(ctx, in) == 0 &&
 		    (!in->stage->dirty || in->unlinked))
-			fs_stage_drop(in);
+			fs_stage_drop(in, NULL);
 	}
 	if (in->opens == 1) {
 		doomed = in->doomed;

@@ -126,6 +126,13 @@ def h5_commit_fails_midway(binary):
         T.check(read(ws.l("new.h5")) in stages(ws),
                 "the new file is not kept in the spool")
         ws.stop()
+        # Unmounting (which frees the inode) must not delete it either.
+        T.check(read(ws.l("new.h5")) in stages(ws),
+                "the uncommitted file was deleted from the spool at unmount")
+        keys = glob.glob(os.path.join(ws.mount.workdir, "spool%d"
+                                      % ws.mount.n, "*.stage.key"))
+        T.check([read(k) for k in keys] == [b"x.h5"],
+                "the kept stage does not name its file: %s" % keys)
         start_with(ws, None)
         T.assert_same_bytes(ws.l("old.h5"), ws.m("x.h5"))
         T.assert_h5dump_equal(ws.l("old.h5"), ws.m("x.h5"))
