@@ -266,6 +266,18 @@ static void op_forget_multi(fuse_req_t req, size_t count,
 	fuse_reply_none(req);
 }
 
+/* Reply to GETATTR/SETATTR: the error if rc < 0, else *st for inode ino. */
+static void reply_attr(fuse_req_t req, struct fs_ctx *ctx, fuse_ino_t ino,
+		       int rc, struct stat *st)
+{
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	st->st_ino = ino;
+	fuse_reply_attr(req, st, ctx->cfg.attr_timeout);
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
@@ -283,12 +295,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	rc = refresh_locked(ctx, in, false);
 	st = in->attr;
 	pthread_mutex_unlock(&in->lock);
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	st.st_ino = ino;
-	fuse_reply_attr(req, &st, ctx->cfg.attr_timeout);
+	reply_attr(req, ctx, ino, rc, &st);
 }
 
 /* Make sure `in` has a stage holding its current content (in->lock held).
@@ -364,12 +371,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 out:
 	st = in->attr;
 	pthread_mutex_unlock(&in->lock);
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	st.st_ino = ino;
-	fuse_reply_attr(req, &st, ctx->cfg.attr_timeout);
+	reply_attr(req, ctx, ino, rc, &st);
 }
 
 static struct fs_handle *handle_new(struct fs_ctx *ctx, struct fs_inode *in,
