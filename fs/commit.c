@@ -102,9 +102,12 @@ int fs_stage_create(struct fs_ctx *ctx, struct fs_inode *in,
 		free(buf);
 	}
 	in->stage = sg;
-	if (rc < 0)
+	if (rc < 0) {
 		fs_stage_drop(in, NULL); /* not dirty: the file goes */
-	return rc;
+		return rc;
+	}
+	fs_stage_rebase(sg, fill);
+	return 0;
 }
 
 /* Leave a kept stage's key beside it ("<stage>.key"), so that a person or
@@ -145,8 +148,93 @@ void fs_stage_drop(struct fs_inode *in, const char *key)
 	} else {
 		unlink(sg->path);
 	}
+	if (sg->base)
+		fs_version_put(sg->base);
+	free(sg->written);
 	free(sg->path);
 	free(sg);
+}
+
+void fs_stage_rebase(struct fs_stage *sg, struct fs_version *base)
+{
+	if (sg->base)
+		fs_version_put(sg->base);
+	sg->base = base;
+	if (base)
+		fs_version_get(base);
+	sg->n_written = 0;
+}
+
+int fs_stage_mark(struct fs_stage *sg, uint64_t off, uint64_t len)
+{
+	uint64_t end = off + len, *w;
+	size_t i, j;
+
+	if (!len || !sg->base)
+		return 0;
+	w = sg->written;
+	/* Fast path: appending to or extending the last range (sequential
+	 * writes). */
+	if (sg->n_written && off >= w[2 * sg->n_written - 2]) {
+		uint64_t *last = &w[2 * sg->n_written - 2];
+
+		if (off <= last[1]) {
+			if (end > last[1])
+				last[1] = end;
+			return 0;
+		}
+	}
+	/* i: first range that ends at or after off; j: first range that
+	 * starts after end.  Ranges i..j-1 touch [off, end): merge them. */
+	for (i = 0; i < sg->n_written && w[2 * i + 1] < off; i++)
+		;
+	for (j = i; j < sg->n_written && w[2 * j] <= end; j++)
+		;
+	if (i < j) {
+		if (w[2 * i] < off)
+			off = w[2 * i];
+		if (w[2 * j - 1] > end)
+			end = w[2 * j - 1];
+		memmove(&w[2 * i + 2], &w[2 * j],
+			(sg->n_written - j) * 2 * sizeof(*w));
+		sg->n_written -= j - i - 1;
+	} else {
+		if (sg->n_written == sg->cap_written) {
+			size_t nc = sg->cap_written ? sg->cap_written * 2 : 16;
+			uint64_t *nw = realloc(w, nc * 2 * sizeof(*w));
+
+			if (!nw) {
+				fs_stage_rebase(sg, NULL);
+				return -ENOMEM;
+			}
+			sg->written = w = nw;
+			sg->cap_written = nc;
+		}
+		memmove(&w[2 * i + 2], &w[2 * i],
+			(sg->n_written - i) * 2 * sizeof(*w));
+		sg->n_written++;
+	}
+	w[2 * i] = off;
+	w[2 * i + 1] = end;
+	return 0;
+}
+
+/* h5m_manifest_reuse() callback: were none of [off, off+len) written? */
+static int stage_clean(void *ctx, uint64_t off, uint64_t len)
+{
+	const struct fs_stage *sg = ctx;
+	size_t lo = 0, hi = sg->n_written;
+
+	/* Binary search for the first range ending after off. */
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (sg->written[2 * mid + 1] <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo == sg->n_written || sg->written[2 * lo] >= off + len;
 }
 
 /* A set of requests in flight, at most COMMIT_PARALLEL at once. */
@@ -242,9 +330,10 @@ static void delete_keys(struct ost *st, char **keys, size_t n)
 	free(reqs);
 }
 
-/* Upload every object of manifest m from the stage fd. */
+/* Upload every object of manifest m from the stage fd, but those marked
+ * in `skip` (may be NULL). */
 static int upload_objects(struct fs_ctx *ctx, const struct h5m_manifest *m,
-			  int fd)
+			  int fd, const uint8_t *skip)
 {
 	size_t n = h5m_extent_count(m), i;
 	struct ost_req *reqs;
@@ -272,6 +361,8 @@ static int upload_objects(struct fs_ctx *ctx, const struct h5m_manifest *m,
 			pthread_mutex_unlock(&b.lock);
 			break;
 		}
+		if (skip && skip[i])
+			continue;
 		h5m_extent(m, i, &off, &len);
 		reqs[i].op = OST_PUT;
 		reqs[i].key = keys[i];
@@ -301,13 +392,17 @@ static void make_tag(char *tag, size_t size, uint64_t gen)
 }
 
 /* Store the stage as an HDF5 manifest plus objects (sp may be NULL: raw). */
-static int commit_manifest(struct fs_ctx *ctx, const char *key, int fd,
-			   uint64_t size, const struct h5m_split *sp,
+static int commit_manifest(struct fs_ctx *ctx, const char *key,
+			   struct fs_stage *sg, uint64_t size,
+			   const struct h5m_split *sp,
 			   const struct fs_version *old,
 			   struct h5m_manifest **out, struct ost_info *info)
 {
 	struct h5m_layout lay = { 0 };
-	struct h5m_manifest *m = NULL;
+	struct h5m_manifest *m = NULL, *m2 = NULL;
+	uint8_t *reused = NULL;
+	size_t n_reused = 0, i;
+	int fd = sg->fd;
 	char tag[48];
 	void *enc = NULL;
 	size_t enc_len = 0;
@@ -321,7 +416,20 @@ static int commit_manifest(struct fs_ctx *ctx, const char *key, int fd,
 	rc = h5m_plan(sp, size, &lay, read_fd, &fd, &m);
 	if (rc < 0)
 		goto out;
-	rc = upload_objects(ctx, m, fd);
+	/* Keep the objects of extents not written since the stage's base,
+	 * if the store still holds that base (same ETag). */
+	if (sg->base && sg->base->man && old && old->man &&
+	    !strcmp(sg->base->etag, old->etag)) {
+		rc = h5m_manifest_reuse(m, old->man, stage_clean, sg, &m2,
+					&reused);
+		if (rc < 0)
+			goto out;
+		h5m_manifest_free(m);
+		m = m2;
+		for (i = 0; i < h5m_extent_count(m); i++)
+			n_reused += reused[i];
+	}
+	rc = upload_objects(ctx, m, fd, reused);
 	if (rc < 0)
 		goto out;
 	rc = h5m_manifest_encode(m, &enc, &enc_len);
@@ -330,9 +438,11 @@ static int commit_manifest(struct fs_ctx *ctx, const char *key, int fd,
 	rc = ost_put_buf(ctx->st, key, enc, enc_len, info);
 	if (rc < 0)
 		goto out;
-	ch5_info("%s: committed %s with %zu objects, manifest %zu bytes", key,
-		 tag, h5m_extent_count(m), enc_len);
+	ch5_info("%s: committed %s: %zu objects (%zu kept), manifest %zu "
+		 "bytes",
+		 key, tag, h5m_extent_count(m), n_reused, enc_len);
 out:
+	free(reused);
 	free(enc);
 	if (rc < 0) {
 		/* Objects already uploaded are orphans now; fsck removes
@@ -383,8 +493,8 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 			h5m_is_manifest(magic, sizeof(magic));
 
 		if (looks_like_manifest) {
-			rc = commit_manifest(ctx, key, sg->fd, st.st_size,
-					     NULL, old, &m, &info);
+			rc = commit_manifest(ctx, key, sg, st.st_size, NULL,
+					     old, &m, &info);
 		} else {
 			struct ost_body body = { .fd = sg->fd,
 						 .len = st.st_size };
@@ -392,7 +502,7 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 			rc = ost_put(ctx->st, key, &body, NULL, &info);
 		}
 	} else if (rc == 0) {
-		rc = commit_manifest(ctx, key, sg->fd, st.st_size, sp, old, &m,
+		rc = commit_manifest(ctx, key, sg, st.st_size, sp, old, &m,
 				     &info);
 	}
 	if (rc < 0)
@@ -417,6 +527,8 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 			fs_version_put(in->ver);
 		in->ver = nv;
 	}
+	/* The stage now holds exactly the committed version's bytes. */
+	fs_stage_rebase(sg, nv);
 	sg->dirty = false;
 	sg->failed = false;
 	/* Size and mtime are the committed version's now. */

@@ -62,7 +62,22 @@ struct fs_stage {
 	char *path;  /* spool file name */
 	bool dirty;  /* written since the last commit */
 	bool failed; /* the last commit failed: kept for retry */
+	/* The committed version the stage's bytes come from (NULL for a new
+	 * or emptied file), and the byte ranges written since: outside them
+	 * the stage holds base's bytes, so base's objects for extents there
+	 * can be kept by the next commit.  Sorted, merged [start, end)
+	 * pairs. */
+	struct fs_version *base;
+	uint64_t *written;
+	size_t n_written, cap_written;
 };
+
+/* Record that [off, off+len) of the stage was written (in->lock held).
+ * 0 or -ENOMEM (then the stage forgets its base: nothing is reused). */
+int fs_stage_mark(struct fs_stage *sg, uint64_t off, uint64_t len);
+
+/* Forget the base version: every byte counts as written (in->lock held). */
+void fs_stage_rebase(struct fs_stage *sg, struct fs_version *base);
 
 struct fs_inode {
 	uint64_t ino;

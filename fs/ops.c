@@ -315,6 +315,21 @@ static int ensure_stage_locked(struct fs_ctx *ctx, struct fs_inode *in,
 	return fs_stage_create(ctx, in, in->ver);
 }
 
+/* Truncate (or extend) the stage to `size` bytes and mark what changed. */
+static int stage_truncate(struct fs_stage *sg, uint64_t size)
+{
+	struct stat st;
+
+	if (fstat(sg->fd, &st) < 0 || ftruncate(sg->fd, size) < 0)
+		return -errno;
+	sg->dirty = true;
+	if (size == 0)
+		fs_stage_rebase(sg, NULL); /* nothing of the old file is left */
+	else if (size > (uint64_t)st.st_size)
+		fs_stage_mark(sg, st.st_size, size - st.st_size); /* zeros */
+	return 0;
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		       int to_set, struct fuse_file_info *fi)
 {
@@ -336,11 +351,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		rc = ensure_stage_locked(ctx, in, attr->st_size == 0);
 		if (rc < 0)
 			goto out;
-		if (ftruncate(in->stage->fd, attr->st_size) < 0) {
-			rc = -errno;
+		rc = stage_truncate(in->stage, attr->st_size);
+		if (rc < 0)
 			goto out;
-		}
-		in->stage->dirty = true;
 		/* truncate(2) on a closed file: commit now, nobody will
 		 * flush it. */
 		if (!fi && in->opens == 0) {
@@ -438,11 +451,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (rc < 0)
 			goto out;
 		if (trunc) {
-			if (ftruncate(in->stage->fd, 0) < 0) {
-				rc = -errno;
+			rc = stage_truncate(in->stage, 0);
+			if (rc < 0)
 				goto out;
-			}
-			in->stage->dirty = true;
 		}
 	} else if (!in->stage) {
 		/* Revalidate: a new version gets a fresh page cache. */
@@ -494,10 +505,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	pthread_mutex_lock(&in->lock);
 	in->unlinked = false;
 	rc = ensure_stage_locked(ctx, in, true);
-	if (rc == 0 && ftruncate(in->stage->fd, 0) < 0)
-		rc = -errno;
+	if (rc == 0)
+		rc = stage_truncate(in->stage, 0);
 	if (rc == 0) {
-		in->stage->dirty = true;
 		if (mode & 07777) {
 			in->attr.st_mode = S_IFREG | (mode & 07777 &
 						      ~ctx->cfg.umask);
@@ -581,6 +591,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 			rc = -errno;
 		else
 			in->stage->dirty = true;
+		if (n > 0)
+			fs_stage_mark(in->stage, off, n);
 	}
 	pthread_mutex_unlock(&in->lock);
 	if (rc < 0)

@@ -187,6 +187,18 @@ size_t h5m_map(const struct h5m_manifest *m, uint64_t off, uint64_t len,
 int h5m_manifest_rekey(const struct h5m_manifest *m, const char *from,
 		       const char *to, struct h5m_manifest **out);
 
+/* Incremental commit: a copy of `m` (just planned, keys under a new
+ * commit tag) in which every extent that `old` has at the same offset with
+ * the same length, and whose bytes clean(ctx, off, len) says were not
+ * written since `old` was committed, names old's object instead: its bytes
+ * are the same, so it is not uploaded again.  (*reused)[i] is 1 for those
+ * extents (malloc'd, m's extent count; caller frees).  `old` may be NULL
+ * (nothing reused).  Returns 0, or -ENOMEM (nothing allocated then). */
+int h5m_manifest_reuse(const struct h5m_manifest *m,
+		       const struct h5m_manifest *old,
+		       int (*clean)(void *ctx, uint64_t off, uint64_t len),
+		       void *ctx, struct h5m_manifest **out, uint8_t **reused);
+
 /* Keys that `old` references and `new` does not (what a commit of `new`
  * supersedes).  *keys is a malloc'd array of malloc'd strings (free with
  * h5m_keys_free()).  Either manifest may be NULL (no keys). */

@@ -107,3 +107,97 @@ out:
 	*out = n;
 	return 0;
 }
+
+int h5m_manifest_reuse(const struct h5m_manifest *m,
+		       const struct h5m_manifest *old,
+		       int (*clean)(void *ctx, uint64_t off, uint64_t len),
+		       void *ctx, struct h5m_manifest **out, uint8_t **reused)
+{
+	struct h5m_manifest *n = NULL;
+	uint8_t *flags = calloc(m->n_ext ? m->n_ext : 1, 1);
+	uint32_t *map = calloc(m->n_pfx ? m->n_pfx : 1, sizeof(*map));
+	uint32_t *omap = NULL;
+	uint64_t pos = 0;
+	size_t i;
+	int rc = -ENOMEM;
+
+	n = h5m_manifest_new(m->generation, m->file_size);
+	if (old)
+		omap = malloc((old->n_pfx ? old->n_pfx : 1) * sizeof(*omap));
+	if (!n || !flags || !map || (old && !omap))
+		goto out;
+	for (i = 0; i < m->n_pfx; i++) {
+		const char *p = m->arena + m->pfx[i];
+
+		rc = h5m_manifest_add_prefix(n, p, strlen(p), &map[i]);
+		if (rc < 0)
+			goto out;
+	}
+	/* Old prefixes are interned on first use only. */
+	for (i = 0; old && i < old->n_pfx; i++)
+		omap[i] = UINT32_MAX;
+	for (i = 0; i < m->n_ext; i++) {
+		const struct h5m_ext *e = &m->ext[i];
+		const char *sfx = m->arena + e->suffix;
+		uint32_t pfx = map[e->prefix];
+		uint8_t *dst;
+
+		if (e->off > pos) {
+			rc = h5m_manifest_add_skel(n, e->off - pos, &dst);
+			if (rc < 0)
+				goto out;
+			memcpy(dst, m->skel + e->skel - (e->off - pos),
+			       e->off - pos);
+		}
+		if (old) {
+			size_t j = h5m_extent_find(old, e->off);
+			const struct h5m_ext *oe =
+				j < old->n_ext ? &old->ext[j] : NULL;
+
+			/* Same bytes at the same place, and none of them
+			 * written since: the old object is this object. */
+			if (oe && oe->off == e->off && oe->len == e->len &&
+			    clean(ctx, e->off, e->len)) {
+				if (omap[oe->prefix] == UINT32_MAX) {
+					const char *p =
+						old->arena + old->pfx[oe->prefix];
+
+					rc = h5m_manifest_add_prefix(
+						n, p, strlen(p),
+						&omap[oe->prefix]);
+					if (rc < 0)
+						goto out;
+				}
+				pfx = omap[oe->prefix];
+				sfx = old->arena + oe->suffix;
+				flags[i] = 1;
+			}
+		}
+		rc = h5m_manifest_add_extent(n, e->off, e->len, pfx, sfx,
+					     strlen(sfx));
+		if (rc < 0)
+			goto out;
+		pos = e->off + e->len;
+	}
+	if (m->file_size > pos) {
+		uint8_t *dst;
+
+		rc = h5m_manifest_add_skel(n, m->file_size - pos, &dst);
+		if (rc < 0)
+			goto out;
+		memcpy(dst, m->skel + m->skel_len - (m->file_size - pos),
+		       m->file_size - pos);
+	}
+	rc = h5m_manifest_check(n);
+out:
+	free(map);
+	free(omap);
+	if (rc < 0) {
+		h5m_manifest_free(n);
+		free(flags);
+		return rc;
+	}
+	*out = n;
+	*reused = flags;
+	return 0;
+}
