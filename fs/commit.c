@@ -52,8 +52,27 @@ static int read_fd(void *ctx, uint64_t off, void *buf, size_t len)
 	return 0;
 }
 
+/* The ETag of the object at in's key now, or "" if there is none. */
+int fs_current_etag(struct fs_ctx *ctx, struct fs_inode *in, char *etag)
+{
+	struct fs_vstat vs;
+	char *key = fs_inode_key(ctx, in);
+	int rc;
+
+	if (!key)
+		return -ENOMEM;
+	rc = fs_version_stat(ctx, key, &vs);
+	free(key);
+	etag[0] = '\0';
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == 0 || rc == -EBADMSG)
+		snprintf(etag, OST_ETAG_MAX, "%s", vs.etag);
+	return rc == -EBADMSG ? 0 : rc;
+}
+
 int fs_stage_create(struct fs_ctx *ctx, struct fs_inode *in,
-		    struct fs_version *fill)
+		    struct fs_version *fill, const char *expect)
 {
 	struct fs_stage *sg;
 	uint8_t rnd[8];
@@ -65,6 +84,15 @@ int fs_stage_create(struct fs_ctx *ctx, struct fs_inode *in,
 	sg = calloc(1, sizeof(*sg));
 	if (!sg)
 		return -ENOMEM;
+	if (expect) {
+		snprintf(sg->expect, sizeof(sg->expect), "%s", expect);
+	} else {
+		rc = fs_current_etag(ctx, in, sg->expect);
+		if (rc < 0) {
+			free(sg);
+			return rc;
+		}
+	}
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
 		memset(rnd, 0, sizeof(rnd));
 	snprintf(name, sizeof(name),
@@ -381,6 +409,17 @@ out:
 	return rc;
 }
 
+/* The condition of a stage's commit PUT: replace only the version the
+ * stage began from, or create only. */
+static void stage_cond(const struct fs_stage *sg, struct ost_put_cond *cond)
+{
+	memset(cond, 0, sizeof(*cond));
+	if (sg->expect[0])
+		memcpy(cond->if_match, sg->expect, sizeof(cond->if_match));
+	else
+		cond->flags = OST_PUT_IF_NONE_MATCH;
+}
+
 /* Commit tag: generation and 32 random bits. */
 static void make_tag(char *tag, size_t size, uint64_t gen)
 {
@@ -435,7 +474,13 @@ static int commit_manifest(struct fs_ctx *ctx, const char *key,
 	rc = h5m_manifest_encode(m, &enc, &enc_len);
 	if (rc < 0)
 		goto out;
-	rc = ost_put_buf(ctx->st, key, enc, enc_len, info);
+	{
+		struct ost_body body = { .buf = enc, .len = enc_len };
+		struct ost_put_cond cond;
+
+		stage_cond(sg, &cond);
+		rc = ost_put(ctx->st, key, &body, &cond, info);
+	}
 	if (rc < 0)
 		goto out;
 	ch5_info("%s: committed %s: %zu objects (%zu kept), manifest %zu "
@@ -498,12 +543,21 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 		} else {
 			struct ost_body body = { .fd = sg->fd,
 						 .len = st.st_size };
+			struct ost_put_cond cond;
 
-			rc = ost_put(ctx->st, key, &body, NULL, &info);
+			stage_cond(sg, &cond);
+			rc = ost_put(ctx->st, key, &body, &cond, &info);
 		}
 	} else if (rc == 0) {
 		rc = commit_manifest(ctx, key, sg, st.st_size, sp, old, &m,
 				     &info);
+	}
+	if (rc == -ESTALE || rc == -EEXIST ||
+	    (rc == -ENOENT && sg->expect[0])) {
+		ch5_err("%s: another writer committed or removed this file "
+			"since it was opened here; this commit is refused",
+			key);
+		rc = -ESTALE;
 	}
 	if (rc < 0)
 		goto out;
@@ -529,6 +583,10 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 	}
 	/* The stage now holds exactly the committed version's bytes. */
 	fs_stage_rebase(sg, nv);
+	if (info.etag[0])
+		memcpy(sg->expect, info.etag, sizeof(sg->expect));
+	else
+		fs_current_etag(ctx, in, sg->expect);
 	sg->dirty = false;
 	sg->failed = false;
 	/* Size and mtime are the committed version's now. */

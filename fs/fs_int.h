@@ -70,6 +70,9 @@ struct fs_stage {
 	struct fs_version *base;
 	uint64_t *written;
 	size_t n_written, cap_written;
+	/* The commit replaces only this ETag ("" = only creates): if another
+	 * writer committed meanwhile, the commit fails with -ESTALE. */
+	char expect[OST_ETAG_MAX];
 };
 
 /* Record that [off, off+len) of the stage was written (in->lock held).
@@ -208,9 +211,15 @@ void fs_version_read(struct fs_ctx *ctx, fuse_req_t req,
 /* commit.c ----------------------------------------------------------- */
 
 /* Create an empty stage for `in` (in->lock held).  If `fill` is non-NULL,
- * copy its whole content into the stage first. */
+ * copy its whole content into the stage first.  `expect` is the ETag the
+ * store's object must still have when the stage is committed ("" = there
+ * must be none; NULL = whatever is there now, asked with one small GET). */
 int fs_stage_create(struct fs_ctx *ctx, struct fs_inode *in,
-		    struct fs_version *fill);
+		    struct fs_version *fill, const char *expect);
+
+/* Write into etag (OST_ETAG_MAX bytes) the ETag of the object at in's key
+ * now, or "" if there is none.  0 or a store error. */
+int fs_current_etag(struct fs_ctx *ctx, struct fs_inode *in, char *etag);
 
 /* Close the stage of `in` (in->lock held, or the inode is being freed).
  * The spool file is removed unless it holds bytes the store lacks (dirty,
@@ -220,9 +229,10 @@ int fs_stage_create(struct fs_ctx *ctx, struct fs_inode *in,
 void fs_stage_drop(struct fs_inode *in, const char *key);
 
 /* Commit the stage of `in` to the store at its key (in->lock held): split,
- * upload objects, write the manifest (the commit point), delete superseded
- * objects.  On failure the stage is kept (failed=true) and -errno is
- * returned. */
+ * upload objects, write the manifest (the commit point) conditionally on
+ * the stage's expected ETag, delete superseded objects.  On failure the
+ * stage is kept (failed=true) and -errno is returned: -ESTALE when another
+ * writer committed (or removed) the file since the stage began. */
 int fs_commit(struct fs_ctx *ctx, struct fs_inode *in);
 
 /* Delete the file at `key`: its manifest (or plain object), then the

@@ -299,20 +299,24 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 }
 
 /* Make sure `in` has a stage holding its current content (in->lock held).
- * `empty`: the caller is about to truncate to 0, skip the download. */
+ * `empty`: the caller is about to truncate to 0, skip the download.
+ * `created`: the file is being created, so its commit must not replace
+ * an object someone else put there meanwhile. */
 static int ensure_stage_locked(struct fs_ctx *ctx, struct fs_inode *in,
-			       bool empty)
+			       bool empty, bool created)
 {
 	int rc;
 
 	if (in->stage)
 		return 0;
+	if (created)
+		return fs_stage_create(ctx, in, NULL, "");
 	if (empty)
-		return fs_stage_create(ctx, in, NULL);
+		return fs_stage_create(ctx, in, NULL, NULL);
 	rc = refresh_locked(ctx, in, true);
 	if (rc < 0)
 		return rc;
-	return fs_stage_create(ctx, in, in->ver);
+	return fs_stage_create(ctx, in, in->ver, in->ver->etag);
 }
 
 /* Truncate (or extend) the stage to `size` bytes and mark what changed. */
@@ -348,7 +352,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		goto out;
 	}
 	if (to_set & FUSE_SET_ATTR_SIZE) {
-		rc = ensure_stage_locked(ctx, in, attr->st_size == 0);
+		rc = ensure_stage_locked(ctx, in, attr->st_size == 0, false);
 		if (rc < 0)
 			goto out;
 		rc = stage_truncate(in->stage, attr->st_size);
@@ -447,7 +451,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	pthread_mutex_lock(&in->lock);
 	if (writable || trunc) {
-		rc = ensure_stage_locked(ctx, in, trunc);
+		rc = ensure_stage_locked(ctx, in, trunc, false);
 		if (rc < 0)
 			goto out;
 		if (trunc) {
@@ -504,7 +508,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	pthread_mutex_lock(&in->lock);
 	in->unlinked = false;
-	rc = ensure_stage_locked(ctx, in, true);
+	rc = ensure_stage_locked(ctx, in, true, true);
 	if (rc == 0)
 		rc = stage_truncate(in->stage, 0);
 	if (rc == 0) {
@@ -584,7 +588,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 
 	(void)ino;
 	pthread_mutex_lock(&in->lock);
-	rc = ensure_stage_locked(ctx, in, false);
+	rc = ensure_stage_locked(ctx, in, false, false);
 	if (rc == 0) {
 		n = pwrite(in->stage->fd, buf, size, off);
 		if (n < 0)
@@ -933,6 +937,12 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fs_inode_rename(ctx, to, dead);
 	}
 	rc = fs_inode_rename(ctx, from, to);
+	/* An open stage commits to the new name now: over the object the
+	 * rename put there. */
+	pthread_mutex_lock(&in->lock);
+	if (rc == 0 && in->stage)
+		fs_current_etag(ctx, in, in->stage->expect);
+	pthread_mutex_unlock(&in->lock);
 out:
 	if (dst_ver)
 		fs_version_put(dst_ver);

@@ -38,8 +38,9 @@
  * one behind in .cloudh5/tmp (never listed; remove when no writer runs).
  * OST_PUT_IF_NONE_MATCH uses renameat2(RENAME_NOREPLACE) (link(2) where the
  * filesystem lacks it), race-free also between processes.  if_match compares
- * the ETag and renames under the instance's mutex: atomic only against other
- * writers through the same instance.
+ * the ETag and renames under the instance's mutex and an flock(2) on
+ * .cloudh5/tmp/lock: atomic against every conditional writer of the store
+ * (an unconditional PUT still replaces whatever is there, as in S3).
  *
  * ETag: hex "<inode>-<mtime ns>-<size>".  Each PUT sets the new file's mtime
  * to the wall clock in ns, strictly increasing within one instance, so every
@@ -53,6 +54,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -81,6 +83,8 @@ struct lc {
 	pthread_mutex_t lock;	       /* serializes namespace changes */
 	int64_t last_mtime_ns;	       /* guarded by lock */
 	atomic_uint_least64_t tmp_seq; /* temp file names */
+	int lockfd; /* LC_TMP "/lock": flock(2)ed around if_match PUTs, so
+		       they are atomic between processes too; -1 if none */
 };
 
 /* A key's place below DIR. */
@@ -588,14 +592,24 @@ static int lc_put_path(struct lc *lc, const char *key, const struct lc_path *p,
 		if (rc)
 			goto out;
 		if (if_match) {
+			/* Compare and replace as one step for every process
+			 * using this store. */
+			if (lc->lockfd >= 0)
+				flock(lc->lockfd, LOCK_EX);
 			rc = lc_check_match(lc, key, p, cond);
+			r = rc ? -1
+			       : renameat(lc->rootfd, tmp, lc->rootfd, p->rel);
+			e = errno;
+			if (lc->lockfd >= 0)
+				flock(lc->lockfd, LOCK_UN);
+			errno = e;
 			if (rc)
 				goto out;
-		}
-		if (none_match)
+		} else if (none_match) {
 			r = lc_rename_noreplace(lc->rootfd, tmp, p->rel);
-		else
+		} else {
 			r = renameat(lc->rootfd, tmp, lc->rootfd, p->rel);
+		}
 		if (r == 0)
 			break;
 		e = errno;
@@ -975,6 +989,8 @@ static void lc_free(void *priv)
 	if (!lc)
 		return;
 	close(lc->rootfd);
+	if (lc->lockfd >= 0)
+		close(lc->lockfd);
 	pthread_mutex_destroy(&lc->lock);
 	free(lc->dir);
 	free(lc);
@@ -1023,6 +1039,8 @@ int ost_local_new(const char *dir, struct ost_backend **out)
 	if (rc)
 		ch5_warn("objstore: local store %s: cannot create %s: %s", dir,
 			 LC_TMP, strerror(-rc));
+	lc->lockfd = openat(lc->rootfd, LC_TMP "/lock",
+			    O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	be = ost_backend_alloc(&lc_ops, lc);
 	if (!be) {
 		lc_free(lc);

@@ -163,8 +163,9 @@ void ost_backend_free(struct ost_backend *be);
  *     under OST_PUT_IF_NONE_MATCH);
  *   - DELETE leaves empty parent directories (they stay visible as "dir/")
  *     except below ".cloudh5/", where they are removed;
- *   - ETag is "<inode>-<mtime ns>-<size>" in hex; if_match is atomic only
- *     among writers of one instance (IF_NONE_MATCH is race-free always);
+ *   - ETag is "<inode>-<mtime ns>-<size>" in hex; if_match is atomic
+ *     among all processes using the store (an flock on .cloudh5/tmp/lock),
+ *     IF_NONE_MATCH is race-free always;
  *   - no fsync: atomic against readers and crashes, not power loss. */
 int ost_local_new(const char *dir, struct ost_backend **out);
 

@@ -178,6 +178,85 @@ def read_errors_reach_the_reader(binary):
         return "EIO"
 
 
+@test
+def two_writers_one_wins(binary):
+    """Two mounts of one store, two writers of one file: the first close
+    commits, the second fails with ESTALE and keeps its bytes staged; the
+    same for two creators of one new file, and for two h5py r+ editors."""
+    with T.Workspace(binary, name="fconf") as ws:
+        start_with(ws, None)
+        v0 = os.urandom(50000)
+        with open(ws.m("f.bin"), "wb") as f:
+            f.write(v0)
+        write_h5(ws.m("x.h5"), 5)
+        bdir = os.path.join(ws.root, "b")
+        os.makedirs(os.path.join(bdir, "mnt"))
+        mb = T.Mount(binary, ws.store, os.path.join(bdir, "mnt"), bdir)
+        mb.start()
+        try:
+            a_path, b_path = ws.m("f.bin"), mb.path("f.bin")
+            fa, fb = open(a_path, "r+b"), open(b_path, "r+b")
+            fa.write(b"A" * 1000)
+            fb.write(b"B" * 1000)
+            fa.close()
+            try:
+                fb.close()
+                raise T.Fail("both writers' close() succeeded")
+            except OSError as e:
+                T.check(e.errno == errno.ESTALE, "losing close() errno %s"
+                        % e.errno)
+            T.check(read(os.path.join(ws.store, "f.bin")) ==
+                    b"A" * 1000 + v0[1000:], "the store lost the winner")
+            b_stages = [read(p) for p in glob.glob(
+                os.path.join(bdir, "spool%d" % mb.n, "*.stage"))]
+            T.check(b"B" * 1000 + v0[1000:] in b_stages,
+                    "the loser's bytes are not kept in its spool")
+
+            # Two creators of one new file.
+            na, nb = open(ws.m("n.bin"), "wb"), open(mb.path("n.bin"), "wb")
+            na.write(b"first")
+            nb.write(b"second")
+            na.close()
+            try:
+                nb.close()
+                raise T.Fail("both creators' close() succeeded")
+            except OSError as e:
+                T.check(e.errno == errno.ESTALE, "losing create errno %s"
+                        % e.errno)
+            T.check(read(os.path.join(ws.store, "n.bin")) == b"first",
+                    "the first creator's file was replaced")
+
+            # Two h5py editors, both open before either commits (each in a
+            # child: a failed close may crash libhdf5 1.10).
+            def edit(path, val):
+                code = ("import sys, h5py; f = h5py.File(%r, 'r+'); "
+                        "print('ready', flush=True); sys.stdin.readline(); "
+                        "f['d'][0:64, 0:64] = %d; f.close()" % (path, val))
+                p = subprocess.Popen([sys.executable, "-c", code],
+                                     stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+                T.check(p.stdout.readline().strip() == b"ready",
+                        "h5py could not open %s r+" % path)
+                return p
+            pa = edit(ws.m("x.h5"), 1)
+            pb = edit(mb.path("x.h5"), 2)
+            pa.communicate(b"go\n")
+            T.check(pa.returncode == 0, "the first h5py editor failed")
+            pb.communicate(b"go\n")
+            T.check(pb.returncode != 0, "the second h5py editor's commit "
+                    "replaced the first one's")
+        finally:
+            mb.stop()
+        ws.stop()
+        start_with(ws, None)
+        with h5py.File(ws.m("x.h5"), "r") as f:
+            T.check(int(f["d"][0, 0]) == 1, "x.h5 holds %d, expected the "
+                    "first editor's 1" % f["d"][0, 0])
+        ws.stop()
+        return "one winner, ESTALE for the other, nothing lost"
+
+
 def main():
     R = T.Runner("test_faults")
     for fn in TESTS:
