@@ -40,7 +40,7 @@ h5dump -A "$mnt/demo.h5"
 echo "== a slice of the data through the mount"
 h5dump -d /temperature -s 0,0 -c 2,4 "$mnt/demo.h5"
 echo "== objects in the store (one per chunk, the manifest at demo.h5)"
-(cd "$store" && find demo.h5 .cloudh5 -type f | sort | head -20)
+(cd "$store" && find demo.h5 .cloudh5/c -type f | sort | head -20)
 echo "   ... $(find "$store/.cloudh5/c/demo.h5" -type f | wc -l) chunk/block objects in all"
 fusermount3 -u "$mnt"
 wait "$pid"
