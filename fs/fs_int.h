@@ -117,7 +117,8 @@ struct fs_handle {
 void fs_handle_free(struct fs_ctx *ctx, struct fs_handle *fh);
 
 /* At shutdown: free the file and directory handles the kernel never
- * released (files were committed at their flush).  Single-threaded. */
+ * released (files were committed at their flush) and delete the objects of
+ * files unlinked while open.  Single-threaded; the store must be open. */
 void fs_release_all(struct fs_ctx *ctx);
 
 struct fs_ctx {

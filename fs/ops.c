@@ -1223,8 +1223,23 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 void fs_release_all(struct fs_ctx *ctx)
 {
+	size_t i;
+
 	while (ctx->handles)
 		fs_handle_free(ctx, ctx->handles);
+	/* Files unlinked while open whose last RELEASE never came: their
+	 * manifest is gone, so their objects go now. */
+	for (i = 0; ctx->by_ino && i < ctx->n_buckets; i++) {
+		struct fs_inode *in;
+
+		for (in = ctx->by_ino[i]; in; in = in->hnext_ino) {
+			if (!in->doomed)
+				continue;
+			fs_delete_objects(ctx, in->doomed);
+			fs_version_put(in->doomed);
+			in->doomed = NULL;
+		}
+	}
 	while (ctx->dirs) {
 		struct dir_handle *d = ctx->dirs;
 
