@@ -13,6 +13,29 @@
 
 #include "h5m_int.h"
 
+/* Append to n the skeleton bytes of m from file offset `pos` up to `end`
+ * (the start of extent e, or the file end when e is NULL). */
+static int copy_skel(struct h5m_manifest *n, const struct h5m_manifest *m,
+		     const struct h5m_ext *e, uint64_t pos, uint64_t end)
+{
+	uint8_t *dst;
+	int rc;
+
+	if (end <= pos)
+		return 0;
+	rc = h5m_manifest_add_skel(n, end - pos, &dst);
+	if (rc < 0)
+		return rc;
+	/* e->skel counts the skeleton bytes before e->off, the gap
+	 * included; after the last extent the rest of the skeleton is the
+	 * tail. */
+	memcpy(dst,
+	       e ? m->skel + e->skel - (end - pos)
+		 : m->skel + m->skel_len - (end - pos),
+	       end - pos);
+	return 0;
+}
+
 /* "<H5M_DATA_PREFIX><key>/" in a malloc'd buffer. */
 static char *data_prefix(const char *key, size_t *len)
 {
@@ -68,32 +91,19 @@ int h5m_manifest_rekey(const struct h5m_manifest *m, const char *from,
 	for (i = 0; i < m->n_ext; i++) {
 		const struct h5m_ext *e = &m->ext[i];
 		const char *sfx = m->arena + e->suffix;
-		uint8_t *dst;
 
-		if (e->off > pos) {
-			rc = h5m_manifest_add_skel(n, e->off - pos, &dst);
-			if (rc < 0)
-				goto out;
-			/* e->skel counts the skeleton bytes before e->off,
-			 * the gap included. */
-			memcpy(dst, m->skel + e->skel - (e->off - pos),
-			       e->off - pos);
-		}
+		rc = copy_skel(n, m, e, pos, e->off);
+		if (rc < 0)
+			goto out;
 		rc = h5m_manifest_add_extent(n, e->off, e->len, map[e->prefix],
 					     sfx, strlen(sfx));
 		if (rc < 0)
 			goto out;
 		pos = e->off + e->len;
 	}
-	if (m->file_size > pos) {
-		uint8_t *dst;
-
-		rc = h5m_manifest_add_skel(n, m->file_size - pos, &dst);
-		if (rc < 0)
-			goto out;
-		memcpy(dst, m->skel + m->skel_len - (m->file_size - pos),
-		       m->file_size - pos);
-	}
+	rc = copy_skel(n, m, NULL, pos, m->file_size);
+	if (rc < 0)
+		goto out;
 	rc = h5m_manifest_check(n);
 out:
 	free(fp);
@@ -140,15 +150,10 @@ int h5m_manifest_reuse(const struct h5m_manifest *m,
 		const struct h5m_ext *e = &m->ext[i];
 		const char *sfx = m->arena + e->suffix;
 		uint32_t pfx = map[e->prefix];
-		uint8_t *dst;
 
-		if (e->off > pos) {
-			rc = h5m_manifest_add_skel(n, e->off - pos, &dst);
-			if (rc < 0)
-				goto out;
-			memcpy(dst, m->skel + e->skel - (e->off - pos),
-			       e->off - pos);
-		}
+		rc = copy_skel(n, m, e, pos, e->off);
+		if (rc < 0)
+			goto out;
 		if (old) {
 			size_t j = h5m_extent_find(old, e->off);
 			const struct h5m_ext *oe =
@@ -179,15 +184,9 @@ int h5m_manifest_reuse(const struct h5m_manifest *m,
 			goto out;
 		pos = e->off + e->len;
 	}
-	if (m->file_size > pos) {
-		uint8_t *dst;
-
-		rc = h5m_manifest_add_skel(n, m->file_size - pos, &dst);
-		if (rc < 0)
-			goto out;
-		memcpy(dst, m->skel + m->skel_len - (m->file_size - pos),
-		       m->file_size - pos);
-	}
+	rc = copy_skel(n, m, NULL, pos, m->file_size);
+	if (rc < 0)
+		goto out;
 	rc = h5m_manifest_check(n);
 out:
 	free(map);

@@ -789,3 +789,16 @@ class Runner:
             print("no test ran")
             sys.exit(1)
         sys.exit(0)
+
+
+def run_tests(title, tests):
+    """The main() of a test script: runs each function of `tests` as a
+    test named after it, with the daemon binary as argument, prints the
+    summary and exits; always cleans up the mounts."""
+    try:
+        R = Runner(title)
+        for fn in tests:
+            R.run(fn.__name__, fn, R.binary)
+        R.finish()
+    finally:
+        cleanup_all()

@@ -257,15 +257,5 @@ def two_writers_one_wins(binary):
         return "one winner, ESTALE for the other, nothing lost"
 
 
-def main():
-    R = T.Runner("test_faults")
-    for fn in TESTS:
-        R.run(fn.__name__, fn, R.binary)
-    R.finish()
-
-
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        T.cleanup_all()
+    T.run_tests("test_faults", TESTS)

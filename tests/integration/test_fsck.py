@@ -102,14 +102,5 @@ def orphans_and_repair(binary):
         return "%d orphans found and repaired" % len(leftovers)
 
 
-def main():
-    R = T.Runner("test_fsck")
-    R.run("orphans_and_repair", orphans_and_repair, R.binary)
-    R.finish()
-
-
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        T.cleanup_all()
+    T.run_tests("test_fsck", [orphans_and_repair])

@@ -116,15 +116,5 @@ def r_plus_add_dataset(binary):
     return edit_case(binary, "add", create_plain_chunks, edit, 4)
 
 
-def main():
-    R = T.Runner("test_incremental")
-    for fn in TESTS:
-        R.run(fn.__name__, fn, R.binary)
-    R.finish()
-
-
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        T.cleanup_all()
+    T.run_tests("test_incremental", TESTS)
