@@ -6,6 +6,7 @@
  * Our options are parsed with one fuse_opt table into struct fs_config;
  * everything else is handed to libfuse (allow_other, ro, ...).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -42,8 +43,8 @@ static const struct fuse_opt opt_table[] = {
 	OPT("gid=%s", gid),
 	OPT("umask=%s", umask),
 	OPT("attr_timeout=%s", attr_timeout),
-	OPT("spool_dir=%s", spool_dir),
-	OPT("fault=%s", fault),
+	FUSE_OPT_KEY("spool_dir=", 2),
+	FUSE_OPT_KEY("fault=", 3),
 	OPT("-f", foreground),
 	OPT("-h", help),
 	OPT("--help", help),
@@ -84,6 +85,15 @@ static int opt_proc(void *data, const char *arg, int key,
 	case 1: /* -d / debug: ours and libfuse's */
 		raw->debug = 1;
 		return 1;
+	case 2: /* spool_dir=: the last one given wins */
+	case 3: /* fault= */
+	{
+		char **dst = key == 2 ? &raw->spool_dir : &raw->fault;
+
+		free(*dst);
+		*dst = strdup(strchr(arg, '=') + 1);
+		return *dst ? 0 : -1;
+	}
 	case FUSE_OPT_KEY_NONOPT:
 		if (!raw->source) {
 			raw->source = strdup(arg);
@@ -261,6 +271,51 @@ static int make_spool(const char *dir)
 	return 0;
 }
 
+/* Say which staged files an earlier mount left in the spool (a failed or
+ * refused commit, or a daemon that was stopped): they hold data the store
+ * does not have.  They are kept, never removed here.  Returns how many. */
+static unsigned report_kept_stages(const char *spool)
+{
+	DIR *d = opendir(spool);
+	struct dirent *de;
+	unsigned n = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		size_t nl = strlen(de->d_name);
+		char path[PATH_MAX], kpath[PATH_MAX + 8], key[1025] = "?";
+		struct stat sb;
+		FILE *kf;
+
+		if (nl < 6 || strcmp(de->d_name + nl - 6, ".stage"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", spool, de->d_name);
+		snprintf(kpath, sizeof(kpath), "%s.key", path);
+		kf = fopen(kpath, "r");
+		if (kf) {
+			size_t kn = fread(key, 1, sizeof(key) - 1, kf);
+
+			key[kn] = '\0';
+			fclose(kf);
+		}
+		if (stat(path, &sb) < 0)
+			continue;
+		fprintf(stderr,
+			"mount.cloudh5: %s holds %lld bytes of uncommitted "
+			"data for %s (an earlier commit failed or its daemon "
+			"stopped); it is kept\n",
+			path, (long long)sb.st_size, key);
+		n++;
+	}
+	closedir(d);
+	if (n)
+		fprintf(stderr, "mount.cloudh5: `cloudh5 fsck SOURCE --spool "
+				"%s` lists them\n",
+			spool);
+	return n;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -304,6 +359,7 @@ int main(int argc, char *argv[])
 	}
 	if (make_spool(ctx.cfg.spool_dir) < 0)
 		goto out;
+	report_kept_stages(ctx.cfg.spool_dir);
 	abs_mnt = realpath(raw.mountpoint, NULL);
 	if (!abs_mnt) {
 		fprintf(stderr, "mount.cloudh5: bad mount point %s: %s\n",

@@ -129,10 +129,23 @@ def h5_commit_fails_midway(binary):
         # Unmounting (which frees the inode) must not delete it either.
         T.check(read(ws.l("new.h5")) in stages(ws),
                 "the uncommitted file was deleted from the spool at unmount")
-        keys = glob.glob(os.path.join(ws.mount.workdir, "spool%d"
-                                      % ws.mount.n, "*.stage.key"))
+        old_spool = os.path.join(ws.mount.workdir, "spool%d" % ws.mount.n)
+        keys = glob.glob(os.path.join(old_spool, "*.stage.key"))
         T.check([read(k) for k in keys] == [b"x.h5"],
                 "the kept stage does not name its file: %s" % keys)
+        # The next mount on that spool says so, and keeps it.
+        start_with(ws, None)
+        ws.stop()
+        ws.mount.opts = "spool_dir=" + old_spool
+        ws.start()
+        ws.stop()
+        with open(ws.mount.log) as f:
+            log = f.read()
+        T.check("uncommitted data for x.h5" in log, "the mount did not "
+                "report the kept stage:\n" + log[-1000:])
+        T.check(read(ws.l("new.h5")) in [read(p) for p in glob.glob(
+            os.path.join(old_spool, "*.stage"))],
+            "the kept stage is gone after the next mount")
         start_with(ws, None)
         T.assert_same_bytes(ws.l("old.h5"), ws.m("x.h5"))
         T.assert_h5dump_equal(ws.l("old.h5"), ws.m("x.h5"))
