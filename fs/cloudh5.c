@@ -20,7 +20,6 @@
  * Exit status: 0 nothing to report (after repairs), 1 something remains
  * to report, 2 the check could not be done.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -32,6 +31,7 @@
 
 #include "h5m.h"
 #include "ost.h"
+#include "spool.h"
 #include "log.h"
 
 /* Manifests larger than this are reported, not read. */
@@ -192,42 +192,26 @@ static int check_file(struct fsck *f, const char *key)
 	return rc < 0 ? rc : 0;
 }
 
+static void report_stage(void *arg, const char *path, uint64_t size,
+			 const char *key)
+{
+	struct fsck *f = arg;
+
+	printf("staged %s: %llu bytes of uncommitted data for %s\n", path,
+	       (unsigned long long)size, key);
+	f->problems++;
+}
+
 /* Report staged files in a spool directory. */
 static void check_spool(struct fsck *f, const char *dir)
 {
-	DIR *d = opendir(dir);
-	struct dirent *de;
+	int rc = fs_spool_scan(dir, report_stage, f);
 
-	if (!d) {
+	if (rc < 0) {
 		fprintf(stderr, "cloudh5: cannot read spool %s: %s\n", dir,
-			strerror(errno));
-		f->problems++;
-		return;
-	}
-	while ((de = readdir(d))) {
-		size_t nl = strlen(de->d_name);
-		char path[4096], kpath[4200], key[OST_KEY_MAX + 1] = "?";
-		struct stat sb;
-		FILE *kf;
-
-		if (nl < 6 || strcmp(de->d_name + nl - 6, ".stage"))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		snprintf(kpath, sizeof(kpath), "%s.key", path);
-		kf = fopen(kpath, "r");
-		if (kf) {
-			size_t n = fread(key, 1, sizeof(key) - 1, kf);
-
-			key[n] = '\0';
-			fclose(kf);
-		}
-		if (stat(path, &sb) == 0)
-			printf("staged %s: %lld bytes of uncommitted data for "
-			       "%s\n",
-			       path, (long long)sb.st_size, key);
+			strerror(-rc));
 		f->problems++;
 	}
-	closedir(d);
 }
 
 static const char usage[] =

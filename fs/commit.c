@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "fs_int.h"
+#include "spool.h"
 #include "log.h"
 
 /* Most object PUTs or DELETEs in flight for one commit. */
@@ -96,7 +97,8 @@ int fs_stage_create(struct fs_ctx *ctx, struct fs_inode *in,
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
 		memset(rnd, 0, sizeof(rnd));
 	snprintf(name, sizeof(name),
-		 "%" PRIu64 "-%02x%02x%02x%02x%02x%02x%02x%02x.stage", in->ino,
+		 "%" PRIu64 "-%02x%02x%02x%02x%02x%02x%02x%02x" FS_STAGE_SUFFIX,
+		 in->ino,
 		 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6],
 		 rnd[7]);
 	sg->path = fs_child_key(ctx->cfg.spool_dir, name);
@@ -138,26 +140,6 @@ int fs_stage_create(struct fs_ctx *ctx, struct fs_inode *in,
 	return 0;
 }
 
-/* Leave a kept stage's key beside it ("<stage>.key"), so that a person or
- * a later mount knows which file the bytes belong to. */
-static void stage_write_key(const struct fs_stage *sg, const char *key)
-{
-	char *kp = malloc(strlen(sg->path) + 5);
-	int fd;
-
-	if (!kp)
-		return;
-	memcpy(kp, sg->path, strlen(sg->path));
-	memcpy(kp + strlen(sg->path), ".key", 5);
-	fd = open(kp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd >= 0) {
-		if (write(fd, key, strlen(key)) < 0)
-			ch5_warn("cannot write %s: %s", kp, strerror(errno));
-		close(fd);
-	}
-	free(kp);
-}
-
 void fs_stage_drop(struct fs_inode *in, const char *key)
 {
 	struct fs_stage *sg = in->stage;
@@ -169,8 +151,8 @@ void fs_stage_drop(struct fs_inode *in, const char *key)
 	close(sg->fd);
 	if ((sg->dirty || sg->failed) && !in->unlinked) {
 		/* Bytes the store does not have: never delete them. */
-		if (key)
-			stage_write_key(sg, key);
+		if (key && fs_spool_write_key(sg->path, key) < 0)
+			ch5_warn("cannot write the key file of %s", sg->path);
 		ch5_err("%s: uncommitted data kept in %s", key ? key : "?",
 			sg->path);
 	} else {

@@ -6,7 +6,6 @@
  * Our options are parsed with one fuse_opt table into struct fs_config;
  * everything else is handed to libfuse (allow_other, ro, ...).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -19,6 +18,7 @@
 #include <unistd.h>
 
 #include "fs_int.h"
+#include "spool.h"
 #include "log.h"
 
 extern const struct fuse_lowlevel_ops fs_ops;
@@ -271,49 +271,26 @@ static int make_spool(const char *dir)
 	return 0;
 }
 
+static void report_stage(void *arg, const char *path, uint64_t size,
+			 const char *key)
+{
+	(void)arg;
+	fprintf(stderr,
+		"mount.cloudh5: %s holds %llu bytes of uncommitted data for %s "
+		"(an earlier commit failed or its daemon stopped); it is "
+		"kept\n",
+		path, (unsigned long long)size, key);
+}
+
 /* Say which staged files an earlier mount left in the spool (a failed or
  * refused commit, or a daemon that was stopped): they hold data the store
- * does not have.  They are kept, never removed here.  Returns how many. */
-static unsigned report_kept_stages(const char *spool)
+ * does not have.  They are kept, never removed here. */
+static void report_kept_stages(const char *spool)
 {
-	DIR *d = opendir(spool);
-	struct dirent *de;
-	unsigned n = 0;
-
-	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
-		size_t nl = strlen(de->d_name);
-		char path[PATH_MAX], kpath[PATH_MAX + 8], key[1025] = "?";
-		struct stat sb;
-		FILE *kf;
-
-		if (nl < 6 || strcmp(de->d_name + nl - 6, ".stage"))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", spool, de->d_name);
-		snprintf(kpath, sizeof(kpath), "%s.key", path);
-		kf = fopen(kpath, "r");
-		if (kf) {
-			size_t kn = fread(key, 1, sizeof(key) - 1, kf);
-
-			key[kn] = '\0';
-			fclose(kf);
-		}
-		if (stat(path, &sb) < 0)
-			continue;
-		fprintf(stderr,
-			"mount.cloudh5: %s holds %lld bytes of uncommitted "
-			"data for %s (an earlier commit failed or its daemon "
-			"stopped); it is kept\n",
-			path, (long long)sb.st_size, key);
-		n++;
-	}
-	closedir(d);
-	if (n)
+	if (fs_spool_scan(spool, report_stage, NULL) > 0)
 		fprintf(stderr, "mount.cloudh5: `cloudh5 fsck SOURCE --spool "
 				"%s` lists them\n",
 			spool);
-	return n;
 }
 
 int main(int argc, char *argv[])
