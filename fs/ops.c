@@ -144,16 +144,22 @@ static int refresh_locked(struct fs_ctx *ctx, struct fs_inode *in,
 	key = fs_inode_key(ctx, in);
 	if (!key)
 		return -ENOMEM;
-	rc = fs_version_stat(ctx, key, &vs);
-	if (rc < 0)
-		goto out;
-	if (in->ver && !strcmp(in->ver->etag, vs.etag)) {
-		fill_file_attr(ctx, in, in->ver->size, in->ver->mtime_ns);
-		goto out;
-	}
-	if (!need_version) {
-		fill_file_attr(ctx, in, vs.size, vs.mtime_ns);
-		goto out;
+	/* The header tells the attributes, and whether a cached version is
+	 * still current; with no cached version to revalidate, a load reads
+	 * the same bytes anyway, so skip it. */
+	if (!need_version || in->ver) {
+		rc = fs_version_stat(ctx, key, &vs);
+		if (rc < 0)
+			goto out;
+		if (in->ver && !strcmp(in->ver->etag, vs.etag)) {
+			fill_file_attr(ctx, in, in->ver->size,
+				       in->ver->mtime_ns);
+			goto out;
+		}
+		if (!need_version) {
+			fill_file_attr(ctx, in, vs.size, vs.mtime_ns);
+			goto out;
+		}
 	}
 	/* -EAGAIN: a commit landed between two GETs of the manifest. */
 	for (tries = 0; tries < 3; tries++) {
