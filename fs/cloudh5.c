@@ -2,6 +2,7 @@
  * cloudh5.c - the admin tool.
  *
  *   cloudh5 fsck SOURCE [--repair] [--grace SECONDS] [--spool DIR]...
+ *   cloudh5 stats MOUNTPOINT
  *
  * fsck reads every key of the store once (LIST), every manifest once, and
  * reports:
@@ -19,6 +20,10 @@
  *
  * Exit status: 0 nothing to report (after repairs), 1 something remains
  * to report, 2 the check could not be done.
+ *
+ * stats prints the counters of a mounted cloudh5 (requests by kind, bytes
+ * in and out, cache hits and misses, commits), which the daemon serves as
+ * the extended attribute user.cloudh5.stats of the mount's root.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -27,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 
 #include "h5m.h"
@@ -193,12 +199,15 @@ static int check_file(struct fsck *f, const char *key)
 }
 
 static void report_stage(void *arg, const char *path, uint64_t size,
-			 const char *key)
+			 const struct fs_spool_rec *rec)
 {
 	struct fsck *f = arg;
 
-	printf("staged %s: %llu bytes of uncommitted data for %s\n", path,
-	       (unsigned long long)size, key);
+	if (rec->state == FS_SPOOL_CLEAN)
+		return; /* a live daemon's stage the store already has */
+	printf("staged %s: %llu bytes of uncommitted data for %s (%s)\n",
+	       path, (unsigned long long)size, rec->key,
+	       fs_spool_state_name(rec->state));
 	f->problems++;
 }
 
@@ -217,11 +226,14 @@ static void check_spool(struct fsck *f, const char *dir)
 static const char usage[] =
 	"usage: cloudh5 fsck SOURCE [--repair] [--grace SECONDS] "
 	"[--spool DIR]...\n"
+	"       cloudh5 stats MOUNTPOINT\n"
 	"\n"
 	"Checks the store at SOURCE (file:///DIR): orphaned objects, manifests\n"
 	"that reference missing objects, and (with --spool) staged files of\n"
 	"commits that did not land.  --repair deletes orphans older than the\n"
-	"grace period (3600 s) and nothing else.\n";
+	"grace period (3600 s) and nothing else.\n"
+	"\n"
+	"stats prints the request, byte, cache and commit counters of a mount.\n";
 
 static int fsck_main(int argc, char **argv)
 {
@@ -325,10 +337,34 @@ out:
 	return f.problems ? 1 : 0;
 }
 
+/* Print the counters of the cloudh5 mounted at argv[2]. */
+static int stats_main(int argc, char **argv)
+{
+	char buf[4096];
+	ssize_t n;
+
+	if (argc != 3) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	n = getxattr(argv[2], "user.cloudh5.stats", buf, sizeof(buf));
+	if (n < 0) {
+		fprintf(stderr, "cloudh5: %s: %s\n", argv[2],
+			errno == ENODATA || errno == ENOTSUP
+				? "not a cloudh5 mount point"
+				: strerror(errno));
+		return 2;
+	}
+	fwrite(buf, 1, n, stdout);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "fsck"))
 		return fsck_main(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "stats"))
+		return stats_main(argc, argv);
 	if (argc >= 2 && (!strcmp(argv[1], "-h") ||
 			  !strcmp(argv[1], "--help"))) {
 		fputs(usage, stdout);

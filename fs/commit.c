@@ -1,8 +1,10 @@
 /*
  * commit.c - write staging and commits.
  *
- * A file opened for writing is staged whole in the spool directory.  A
- * commit turns the stage into objects:
+ * A file opened for writing is staged in the spool directory: a sparse
+ * file that holds the bytes written, over the committed version it began
+ * from (its base), whose other bytes stay in the store and are read through
+ * the block cache when asked for.  A commit turns the stage into objects:
  *
  *   1. split the staged bytes with libhdf5 (hdf5map); a file libhdf5 cannot
  *      open is not HDF5 and is stored as one plain object at its key;
@@ -15,7 +17,8 @@
  *
  * A crash before 3 leaves the old version intact plus orphans (found by
  * fsck); a crash after 3 leaves the new version plus superseded objects.
- * A failed commit keeps the stage for a later retry.
+ * A failed commit keeps the stage for a later retry; its record (spool.h)
+ * lets the next mount commit it (fs_stage_recover).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -34,24 +38,6 @@
 #define COMMIT_PARALLEL 32
 /* Copy unit when filling a stage from the store. */
 #define FILL_UNIT (4u << 20)
-
-static int read_fd(void *ctx, uint64_t off, void *buf, size_t len)
-{
-	int fd = *(int *)ctx;
-
-	while (len) {
-		ssize_t n = pread(fd, buf, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		buf = (char *)buf + n;
-		off += n;
-		len -= n;
-	}
-	return 0;
-}
 
 /* The ETag of the object at in's key now, or "" if there is none. */
 int fs_current_etag(struct fs_ctx *ctx, struct fs_inode *in, char *etag)
@@ -72,14 +58,58 @@ int fs_current_etag(struct fs_ctx *ctx, struct fs_inode *in, char *etag)
 	return rc == -EBADMSG ? 0 : rc;
 }
 
+/* Index of the first written range that ends after `pos` (n_written if
+ * none). */
+static size_t range_at(const struct fs_stage *sg, uint64_t pos)
+{
+	size_t lo = 0, hi = sg->n_written;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (sg->written[2 * mid + 1] <= pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Write the stage's record beside it (in->lock held).  `key` may be NULL
+ * (then it is looked up).  Failures are logged: the record only helps a
+ * later mount, the stage itself is intact. */
+static void stage_record(struct fs_ctx *ctx, struct fs_inode *in,
+			 const char *key, enum fs_spool_state state)
+{
+	struct fs_stage *sg = in->stage;
+	struct fs_spool_rec rec;
+	char *k = NULL;
+	int rc;
+
+	memset(&rec, 0, sizeof(rec));
+	if (!key)
+		key = k = ctx ? fs_inode_key(ctx, in) : NULL;
+	snprintf(rec.key, sizeof(rec.key), "%s", key ? key : "?");
+	free(k);
+	rec.state = state;
+	memcpy(rec.expect, sg->expect, sizeof(rec.expect));
+	if (sg->base)
+		memcpy(rec.base, sg->base->etag, sizeof(rec.base));
+	rec.ranges_known = true;
+	rec.written = sg->base ? sg->written : NULL;
+	rec.n_written = sg->base ? sg->n_written : 0;
+	rc = fs_spool_write(sg->path, &rec);
+	if (rc < 0)
+		ch5_warn("cannot write the record of %s: %s", sg->path,
+			 strerror(-rc));
+}
+
 int fs_stage_create(struct fs_ctx *ctx, struct fs_inode *in,
-		    struct fs_version *fill, const char *expect)
+		    struct fs_version *base, const char *expect)
 {
 	struct fs_stage *sg;
 	uint8_t rnd[8];
 	char name[64];
-	char *buf = NULL;
-	uint64_t off;
 	int rc = 0;
 
 	sg = calloc(1, sizeof(*sg));
@@ -116,27 +146,21 @@ int fs_stage_create(struct fs_ctx *ctx, struct fs_inode *in,
 		free(sg);
 		return rc;
 	}
-	if (fill && fill->size) {
-		buf = malloc(FILL_UNIT);
-		if (!buf)
-			rc = -ENOMEM;
-		for (off = 0; !rc && off < fill->size; off += FILL_UNIT) {
-			ssize_t n = fs_version_pread(ctx, fill, buf, FILL_UNIT,
-						     off);
-
-			if (n < 0)
-				rc = n;
-			else if (pwrite(sg->fd, buf, n, off) != n)
-				rc = -errno ? -errno : -EIO;
-		}
-		free(buf);
-	}
-	in->stage = sg;
-	if (rc < 0) {
-		fs_stage_drop(in, NULL); /* not dirty: the file goes */
+	/* Held while this daemon owns the stage: a mount starting beside us
+	 * (same spool) leaves it alone.  A new file: nobody else holds it. */
+	(void)flock(sg->fd, LOCK_EX | LOCK_NB);
+	/* Sparse: the base's bytes stay in the store until read. */
+	if (base && ftruncate(sg->fd, base->size) < 0) {
+		rc = -errno;
+		close(sg->fd);
+		unlink(sg->path);
+		free(sg->path);
+		free(sg);
 		return rc;
 	}
-	fs_stage_rebase(sg, fill);
+	in->stage = sg;
+	fs_stage_rebase(sg, base);
+	stage_record(ctx, in, NULL, FS_SPOOL_CLEAN);
 	return 0;
 }
 
@@ -146,18 +170,20 @@ void fs_stage_drop(struct fs_inode *in, const char *key)
 
 	if (!sg)
 		return;
-	__atomic_store_n(&in->stage, NULL, __ATOMIC_RELEASE);
-	in->have_attr = false;
-	close(sg->fd);
 	if ((sg->dirty || sg->failed) && !in->unlinked) {
 		/* Bytes the store does not have: never delete them. */
-		if (key && fs_spool_write_key(sg->path, key) < 0)
-			ch5_warn("cannot write the key file of %s", sg->path);
+		stage_record(NULL, in, key,
+			     sg->failed ? FS_SPOOL_COMMITTING
+					: FS_SPOOL_WRITING);
 		ch5_err("%s: uncommitted data kept in %s", key ? key : "?",
 			sg->path);
+		close(sg->fd);
 	} else {
-		unlink(sg->path);
+		close(sg->fd);
+		fs_spool_remove(sg->path);
 	}
+	__atomic_store_n(&in->stage, NULL, __ATOMIC_RELEASE);
+	in->have_attr = false;
 	if (sg->base)
 		fs_version_put(sg->base);
 	free(sg->written);
@@ -167,12 +193,36 @@ void fs_stage_drop(struct fs_inode *in, const char *key)
 
 void fs_stage_rebase(struct fs_stage *sg, struct fs_version *base)
 {
+	if (base)
+		fs_version_get(base);
 	if (sg->base)
 		fs_version_put(sg->base);
 	sg->base = base;
-	if (base)
-		fs_version_get(base);
 	sg->n_written = 0;
+}
+
+void fs_stage_set_base(struct fs_stage *sg, struct fs_version *base)
+{
+	fs_version_get(base);
+	if (sg->base)
+		fs_version_put(sg->base);
+	sg->base = base;
+}
+
+int fs_stage_reserve(struct fs_stage *sg)
+{
+	size_t nc;
+	uint64_t *nw;
+
+	if (sg->n_written < sg->cap_written)
+		return 0;
+	nc = sg->cap_written ? sg->cap_written * 2 : 16;
+	nw = realloc(sg->written, nc * 2 * sizeof(*nw));
+	if (!nw)
+		return -ENOMEM;
+	sg->written = nw;
+	sg->cap_written = nc;
+	return 0;
 }
 
 int fs_stage_mark(struct fs_stage *sg, uint64_t off, uint64_t len)
@@ -209,17 +259,9 @@ int fs_stage_mark(struct fs_stage *sg, uint64_t off, uint64_t len)
 			(sg->n_written - j) * 2 * sizeof(*w));
 		sg->n_written -= j - i - 1;
 	} else {
-		if (sg->n_written == sg->cap_written) {
-			size_t nc = sg->cap_written ? sg->cap_written * 2 : 16;
-			uint64_t *nw = realloc(w, nc * 2 * sizeof(*w));
-
-			if (!nw) {
-				fs_stage_rebase(sg, NULL);
-				return -ENOMEM;
-			}
-			sg->written = w = nw;
-			sg->cap_written = nc;
-		}
+		if (fs_stage_reserve(sg) < 0)
+			return -ENOMEM;
+		w = sg->written;
 		memmove(&w[2 * i + 2], &w[2 * i],
 			(sg->n_written - i) * 2 * sizeof(*w));
 		sg->n_written++;
@@ -229,22 +271,160 @@ int fs_stage_mark(struct fs_stage *sg, uint64_t off, uint64_t len)
 	return 0;
 }
 
+void fs_stage_set_dirty(struct fs_ctx *ctx, struct fs_inode *in)
+{
+	if (in->stage->dirty)
+		return;
+	in->stage->dirty = true;
+	stage_record(ctx, in, NULL, FS_SPOOL_WRITING);
+}
+
+/* pread exactly len bytes of fd (a short read inside the file's size is a
+ * hole that reads as zeros). */
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pread(fd, buf, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0) {
+			memset(buf, 0, len);
+			return 0;
+		}
+		buf = (char *)buf + n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+ssize_t fs_stage_pread(struct fs_ctx *ctx, struct fs_stage *sg, void *buf,
+		       size_t len, uint64_t off)
+{
+	struct stat st;
+	size_t done = 0;
+
+	if (fstat(sg->fd, &st) < 0)
+		return -errno;
+	if (off >= (uint64_t)st.st_size)
+		return 0;
+	if (len > (uint64_t)st.st_size - off)
+		len = st.st_size - off;
+	while (done < len) {
+		uint64_t pos = off + done, run = len - done;
+		size_t i = sg->base ? range_at(sg, pos) : 0;
+		bool staged = !sg->base ||
+			      (i < sg->n_written && sg->written[2 * i] <= pos);
+		int rc;
+
+		if (sg->base && staged && sg->written[2 * i + 1] - pos < run)
+			run = sg->written[2 * i + 1] - pos;
+		else if (!staged && i < sg->n_written &&
+			 sg->written[2 * i] - pos < run)
+			run = sg->written[2 * i] - pos;
+		if (staged) {
+			rc = pread_full(sg->fd, (char *)buf + done, run, pos);
+		} else if (pos >= sg->base->size) {
+			memset((char *)buf + done, 0, run); /* not reached */
+			rc = 0;
+		} else {
+			uint64_t want = run < sg->base->size - pos
+						? run
+						: sg->base->size - pos;
+			ssize_t n = fs_version_pread(ctx, sg->base,
+						     (char *)buf + done, want,
+						     pos);
+
+			rc = n < 0 ? (int)n : (uint64_t)n < want ? -EIO : 0;
+			if (!rc && want < run)
+				memset((char *)buf + done + want, 0,
+				       run - want);
+		}
+		if (rc < 0)
+			return rc;
+		done += run;
+	}
+	return len;
+}
+
+/* Copy the base's bytes of the unwritten parts of [off, off+len) into the
+ * stage file, so that the stage fd alone holds that range (an upload reads
+ * it from there).  0 or -errno (the stage is still consistent then). */
+static int stage_materialize(struct fs_ctx *ctx, struct fs_stage *sg,
+			     uint64_t off, uint64_t len)
+{
+	uint64_t pos = off, end = off + len;
+	char *buf = NULL;
+	int rc = 0;
+
+	if (!sg->base)
+		return 0;
+	if (end > sg->base->size)
+		end = sg->base->size;
+	while (pos < end) {
+		size_t i = range_at(sg, pos);
+		uint64_t stop = end;
+		ssize_t n;
+
+		if (i < sg->n_written && sg->written[2 * i] <= pos) {
+			pos = sg->written[2 * i + 1];
+			continue;
+		}
+		if (i < sg->n_written && sg->written[2 * i] < stop)
+			stop = sg->written[2 * i];
+		if (stop - pos > FILL_UNIT)
+			stop = pos + FILL_UNIT;
+		if (!buf && !(buf = malloc(FILL_UNIT))) {
+			rc = -ENOMEM;
+			break;
+		}
+		n = fs_version_pread(ctx, sg->base, buf, stop - pos, pos);
+		if (n >= 0 && (uint64_t)n < stop - pos)
+			n = -EIO;
+		if (n < 0) {
+			rc = n;
+			break;
+		}
+		if (pwrite(sg->fd, buf, n, pos) != n) {
+			rc = errno ? -errno : -ENOSPC;
+			break;
+		}
+		/* Same bytes as the base: a failed mark is harmless, the
+		 * range is simply read from the base again. */
+		if (fs_stage_mark(sg, pos, n) < 0) {
+			rc = -ENOMEM;
+			break;
+		}
+		pos += n;
+	}
+	free(buf);
+	return rc;
+}
+
+/* The staged-over-base view of a stage, for hdf5map's read callback. */
+struct stage_view {
+	struct fs_ctx *ctx;
+	struct fs_stage *sg;
+};
+
+static int read_view(void *arg, uint64_t off, void *buf, size_t len)
+{
+	struct stage_view *v = arg;
+	ssize_t n = fs_stage_pread(v->ctx, v->sg, buf, len, off);
+
+	return n < 0 ? (int)n : (size_t)n < len ? -EIO : 0;
+}
+
 /* h5m_manifest_reuse() callback: were none of [off, off+len) written? */
 static int stage_clean(void *ctx, uint64_t off, uint64_t len)
 {
 	const struct fs_stage *sg = ctx;
-	size_t lo = 0, hi = sg->n_written;
+	size_t i = range_at(sg, off);
 
-	/* Binary search for the first range ending after off. */
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (sg->written[2 * mid + 1] <= off)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo == sg->n_written || sg->written[2 * lo] >= off + len;
+	return i == sg->n_written || sg->written[2 * i] >= off + len;
 }
 
 /* A set of requests in flight, at most COMMIT_PARALLEL at once. */
@@ -423,7 +603,7 @@ static int commit_manifest(struct fs_ctx *ctx, const char *key,
 	struct h5m_manifest *m = NULL, *m2 = NULL;
 	uint8_t *reused = NULL;
 	size_t n_reused = 0, i;
-	int fd = sg->fd;
+	struct stage_view view = { ctx, sg };
 	char tag[48];
 	void *enc = NULL;
 	size_t enc_len = 0;
@@ -434,7 +614,7 @@ static int commit_manifest(struct fs_ctx *ctx, const char *key,
 	lay.file_key = key;
 	lay.tag = tag;
 	lay.block_size = ctx->cfg.block_size;
-	rc = h5m_plan(sp, size, &lay, read_fd, &fd, &m);
+	rc = h5m_plan(sp, size, &lay, read_view, &view, &m);
 	if (rc < 0)
 		goto out;
 	/* Keep the objects of extents not written since the stage's base,
@@ -450,7 +630,20 @@ static int commit_manifest(struct fs_ctx *ctx, const char *key,
 		for (i = 0; i < h5m_extent_count(m); i++)
 			n_reused += reused[i];
 	}
-	rc = upload_objects(ctx, m, fd, reused);
+	/* Objects to upload are read from the stage file: bring in the
+	 * base's bytes of those the writes covered only in part (or that moved
+	 * to a new extent without being written). */
+	for (i = 0; i < h5m_extent_count(m); i++) {
+		uint64_t off, len;
+
+		if (reused && reused[i])
+			continue;
+		h5m_extent(m, i, &off, &len);
+		rc = stage_materialize(ctx, sg, off, len);
+		if (rc < 0)
+			goto out;
+	}
+	rc = upload_objects(ctx, m, sg->fd, reused);
 	if (rc < 0)
 		goto out;
 	rc = h5m_manifest_encode(m, &enc, &enc_len);
@@ -491,6 +684,8 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 	char **gone = NULL;
 	size_t n_gone = 0;
 	uint8_t magic[H5M_MAGIC_LEN];
+	struct stage_view view = { ctx, sg };
+	struct fs_vstat vs;
 	struct stat st;
 	char *key;
 	int rc;
@@ -500,23 +695,35 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 	key = fs_inode_key(ctx, in);
 	if (!key)
 		return -ENOMEM;
+	/* From here a later mount recommits this stage if we die. */
+	stage_record(ctx, in, key, FS_SPOOL_COMMITTING);
 	if (fstat(sg->fd, &st) < 0) {
 		rc = -errno;
 		goto out;
 	}
-	rc = fs_version_load(ctx, key, &old);
-	if (rc == -ENOENT || rc == -EBADMSG)
-		old = NULL; /* a corrupt old manifest is simply replaced */
-	else if (rc < 0)
-		goto out;
+	/* The version being replaced: usually the stage's base, which one
+	 * small GET confirms is still current, so its manifest is not
+	 * fetched again. */
+	if (sg->base && sg->base->man &&
+	    fs_version_stat(ctx, key, &vs) == 0 &&
+	    !strcmp(vs.etag, sg->base->etag)) {
+		old = sg->base;
+		fs_version_get(old);
+	} else {
+		rc = fs_version_load(ctx, key, &old);
+		if (rc == -ENOENT || rc == -EBADMSG)
+			old = NULL; /* a corrupt manifest is simply replaced */
+		else if (rc < 0)
+			goto out;
+	}
 
-	rc = h5m_split(read_fd, &sg->fd, st.st_size, &sp);
+	rc = h5m_split(read_view, &view, st.st_size, &sp);
 	if (rc == -EINVAL) {
 		/* Not HDF5: one plain object, unless its first bytes would
 		 * read as a manifest; then raw objects under a manifest. */
 		bool looks_like_manifest =
 			st.st_size >= H5M_MAGIC_LEN &&
-			read_fd(&sg->fd, 0, magic, sizeof(magic)) == 0 &&
+			read_view(&view, 0, magic, sizeof(magic)) == 0 &&
 			h5m_is_manifest(magic, sizeof(magic));
 
 		if (looks_like_manifest) {
@@ -527,8 +734,12 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 						 .len = st.st_size };
 			struct ost_put_cond cond;
 
+			/* One object: every byte comes from the stage. */
+			rc = stage_materialize(ctx, sg, 0, st.st_size);
 			stage_cond(sg, &cond);
-			rc = ost_put(ctx->st, key, &body, &cond, &info);
+			if (rc == 0)
+				rc = ost_put(ctx->st, key, &body, &cond,
+					     &info);
 		}
 	} else if (rc == 0) {
 		rc = commit_manifest(ctx, key, sg, st.st_size, sp, old, &m,
@@ -563,18 +774,36 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 			fs_version_put(in->ver);
 		in->ver = nv;
 	}
-	/* The stage now holds exactly the committed version's bytes. */
-	fs_stage_rebase(sg, nv);
+	/* The committed version has exactly the stage's bytes: it is the
+	 * base from now on (a plain object was staged whole).  Without it
+	 * (out of memory) the old base and written ranges still describe the
+	 * stage: the objects of its unwritten extents were kept. */
+	if (nv)
+		fs_stage_rebase(sg, nv->man ? nv : NULL);
 	if (info.etag[0])
 		memcpy(sg->expect, info.etag, sizeof(sg->expect));
 	else
 		fs_current_etag(ctx, in, sg->expect);
 	sg->dirty = false;
 	sg->failed = false;
+	stage_record(ctx, in, key, FS_SPOOL_CLEAN);
 	/* Size and mtime are the committed version's now. */
 	in->have_attr = false;
 	__atomic_add_fetch(&ctx->commits, 1, __ATOMIC_RELAXED);
 out:
+	if (rc == -ESTALE && sg->base) {
+		/* This stage will never land over its base: make it a whole
+		 * file on its own while the base can still be read (objects
+		 * the other writer superseded may be gone already). */
+		if (stage_materialize(ctx, sg, 0, st.st_size) == 0)
+			fs_stage_rebase(sg, NULL);
+		else
+			ch5_warn("%s: parts of the version this stage began "
+				 "from are gone; %s holds only the bytes "
+				 "written here (its record lists them)",
+				 key, sg->path);
+		stage_record(ctx, in, key, FS_SPOOL_COMMITTING);
+	}
 	if (rc < 0) {
 		sg->failed = true;
 		__atomic_add_fetch(&ctx->commit_failures, 1, __ATOMIC_RELAXED);
@@ -706,4 +935,79 @@ int fs_remove_file(struct fs_ctx *ctx, const char *key,
 	if (v)
 		fs_version_put(v);
 	return rc;
+}
+
+int fs_stage_recover(struct fs_ctx *ctx, const char *path,
+		     const struct fs_spool_rec *rec)
+{
+	struct fs_inode *in = NULL;
+	struct fs_version *base = NULL;
+	struct fs_stage *sg;
+	int fd, rc;
+
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		close(fd);
+		return 2; /* a live daemon's stage */
+	}
+	if (rec->state == FS_SPOOL_CLEAN) {
+		fs_spool_remove(path); /* the store holds all of it */
+		close(fd);
+		return 0;
+	}
+	if (rec->state != FS_SPOOL_COMMITTING || !strcmp(rec->key, "?") ||
+	    (rec->base[0] && !rec->ranges_known)) {
+		close(fd);
+		return 1; /* never asked to be committed, or incomplete */
+	}
+	if (rec->base[0]) {
+		rc = fs_version_load(ctx, rec->key, &base);
+		if (rc < 0 || strcmp(base->etag, rec->base)) {
+			ch5_err("%s: the version %s began from is gone; it is "
+				"kept", rec->key, path);
+			if (base)
+				fs_version_put(base);
+			close(fd);
+			return 1;
+		}
+	}
+	sg = calloc(1, sizeof(*sg));
+	in = fs_inode_get(ctx, rec->key, false, 0);
+	if (!sg || !in || !(sg->path = strdup(path))) {
+		if (sg)
+			free(sg);
+		if (base)
+			fs_version_put(base);
+		close(fd);
+		return -ENOMEM;
+	}
+	sg->fd = fd;
+	sg->dirty = true;
+	memcpy(sg->expect, rec->expect, sizeof(sg->expect));
+	sg->base = base; /* the reference is the stage's now */
+	rc = 0;
+	if (base && rec->n_written) {
+		sg->written = malloc(rec->n_written * 2 * sizeof(uint64_t));
+		if (sg->written) {
+			memcpy(sg->written, rec->written,
+			       rec->n_written * 2 * sizeof(uint64_t));
+			sg->n_written = sg->cap_written = rec->n_written;
+		} else {
+			rc = -ENOMEM;
+		}
+	}
+	pthread_mutex_lock(&in->lock);
+	in->stage = sg;
+	if (rc == 0)
+		rc = fs_commit(ctx, in);
+	if (rc == 0)
+		ch5_info("%s: committed the data %s kept", rec->key, path);
+	else
+		sg->failed = true;
+	fs_stage_drop(in, rec->key);
+	pthread_mutex_unlock(&in->lock);
+	fs_inode_forget(ctx, in, 0);
+	return rc == 0 ? 0 : 1;
 }

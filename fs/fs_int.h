@@ -5,8 +5,9 @@
  * fuse_req_userdata().  Inodes are named by their store key (the path below
  * the mount root, no leading '/'; "" is the root).  An inode's content comes
  * from one of:
- *   - its stage: a local spool file holding the whole file being written
- *     (created, or opened for writing), committed at flush/fsync/release;
+ *   - its stage: a sparse spool file holding the bytes written to a file
+ *     being written (created, or opened for writing) over its base version,
+ *     committed at flush/fsync/release;
  *   - its committed version in the store: a manifest (HDF5 files, read
  *     through hdf5map's synthesize) or a plain object.
  */
@@ -26,6 +27,7 @@
 #include "cache.h"
 
 struct fs_ctx;
+struct fs_inode;
 struct dir_handle;
 
 /* Mount options (parsed by main.c with one fuse_opt table). */
@@ -56,17 +58,19 @@ struct fs_version {
 	char etag[OST_ETAG_MAX];
 };
 
-/* A stage: the whole file being written, in the spool. */
+/* A stage: a file being written, in the spool.  The spool file has the
+ * file's size; it holds the bytes written since the stage began (and any
+ * copied in from the base); every other byte is the base's. */
 struct fs_stage {
-	int fd;
+	int fd;	     /* the spool file, flock'ed while this daemon owns it */
 	char *path;  /* spool file name */
 	bool dirty;  /* written since the last commit */
 	bool failed; /* the last commit failed: kept for retry */
-	/* The committed version the stage's bytes come from (NULL for a new
-	 * or emptied file), and the byte ranges written since: outside them
-	 * the stage holds base's bytes, so base's objects for extents there
-	 * can be kept by the next commit.  Sorted, merged [start, end)
-	 * pairs. */
+	/* The committed version the stage began from (NULL: the spool file
+	 * holds every byte, e.g. a new or emptied file), and the byte ranges
+	 * the spool file holds: sorted, merged [start, end) pairs.  Outside
+	 * them bytes are read from base, and base's objects for extents
+	 * there are kept by the next commit. */
 	struct fs_version *base;
 	uint64_t *written;
 	size_t n_written, cap_written;
@@ -75,12 +79,35 @@ struct fs_stage {
 	char expect[OST_ETAG_MAX];
 };
 
-/* Record that [off, off+len) of the stage was written (in->lock held).
- * 0 or -ENOMEM (then the stage forgets its base: nothing is reused). */
+/* Make room for one more written range, so that the next
+ * fs_stage_mark() of a single write cannot fail (in->lock held).  Call it
+ * before writing to the spool file.  0 or -ENOMEM. */
+int fs_stage_reserve(struct fs_stage *sg);
+
+/* Record that [off, off+len) of the spool file now holds the file's bytes
+ * (in->lock held).  0, or -ENOMEM if a new range was needed and
+ * fs_stage_reserve() was not called (nothing changed then). */
 int fs_stage_mark(struct fs_stage *sg, uint64_t off, uint64_t len);
 
-/* Forget the base version: every byte counts as written (in->lock held). */
+/* Make `base` (may be NULL) the stage's base with no range written: the
+ * spool file's bytes are all to be read from it, or (NULL) the spool file
+ * holds every byte.  Takes a reference on base (in->lock held). */
 void fs_stage_rebase(struct fs_stage *sg, struct fs_version *base);
+
+/* Replace the base by `base`, a version with the same bytes (e.g. the
+ * same file after a rename moved its objects); written ranges stay. */
+void fs_stage_set_base(struct fs_stage *sg, struct fs_version *base);
+
+/* Mark the stage dirty before its first write since the last commit and
+ * note that in its record (in->lock held). */
+void fs_stage_set_dirty(struct fs_ctx *ctx, struct fs_inode *in);
+
+/* Read [off, off+len) of the file a stage holds, clipped to its size:
+ * written ranges from the spool file, the rest from the base through the
+ * block cache (synchronously).  Returns bytes read or -errno (in->lock
+ * held). */
+ssize_t fs_stage_pread(struct fs_ctx *ctx, struct fs_stage *sg, void *buf,
+		       size_t len, uint64_t off);
 
 struct fs_inode {
 	uint64_t ino;
@@ -209,14 +236,38 @@ void fs_version_read(struct fs_ctx *ctx, fuse_req_t req,
 		     struct fs_version *v, struct fs_handle *fh, size_t size,
 		     uint64_t off);
 
+/* ops.c -------------------------------------------------------------- */
+
+/* The root's extended attribute that holds the mount's counters. */
+#define FS_STATS_XATTR "user.cloudh5.stats"
+
+/* Write the mount's counters into buf as text, one "name value" per line:
+ * store requests by kind, errors, in flight, bytes in (GET) and out (PUT),
+ * block cache hits/misses/joins/evictions/bytes/blocks/fetches, commits and
+ * failed commits.  Returns the length (no NUL written past it), or -ERANGE
+ * if `size` bytes are too few.  Thread-safe (counters are atomics). */
+int fs_stats_format(struct fs_ctx *ctx, char *buf, size_t size);
+
 /* commit.c ----------------------------------------------------------- */
 
-/* Create an empty stage for `in` (in->lock held).  If `fill` is non-NULL,
- * copy its whole content into the stage first.  `expect` is the ETag the
- * store's object must still have when the stage is committed ("" = there
- * must be none; NULL = whatever is there now, asked with one small GET). */
+/* Create a stage for `in` (in->lock held) holding the bytes of `base`
+ * (NULL: empty), none of them copied: the spool file is sparse until
+ * written.  `expect` is the ETag the store's object must still have when
+ * the stage is committed ("" = there must be none; NULL = whatever is there
+ * now, asked with one small GET). */
 int fs_stage_create(struct fs_ctx *ctx, struct fs_inode *in,
-		    struct fs_version *fill, const char *expect);
+		    struct fs_version *base, const char *expect);
+
+struct fs_spool_rec;
+
+/* At mount, before serving: deal with the stage at `path` that an earlier
+ * daemon left, as its record `rec` says.  A clean stage is removed; one
+ * whose commit was asked for is committed now (its base, if any, must still
+ * be the current version); others are left.  Returns 0 (committed or
+ * removed), 1 (kept: the caller reports it), 2 (another live daemon owns
+ * it), or -errno. */
+int fs_stage_recover(struct fs_ctx *ctx, const char *path,
+		     const struct fs_spool_rec *rec);
 
 /* Write into etag (OST_ETAG_MAX bytes) the ETag of the object at in's key
  * now, or "" if there is none.  0 or a store error. */

@@ -271,26 +271,50 @@ static int make_spool(const char *dir)
 	return 0;
 }
 
-static void report_stage(void *arg, const char *path, uint64_t size,
-			 const char *key)
+struct recovery {
+	struct fs_ctx *ctx;
+	unsigned committed, kept;
+};
+
+static void recover_stage(void *arg, const char *path, uint64_t size,
+			  const struct fs_spool_rec *rec)
 {
-	(void)arg;
-	fprintf(stderr,
-		"mount.cloudh5: %s holds %llu bytes of uncommitted data for %s "
-		"(an earlier commit failed or its daemon stopped); it is "
-		"kept\n",
-		path, (unsigned long long)size, key);
+	struct recovery *r = arg;
+	int rc = fs_stage_recover(r->ctx, path, rec);
+
+	if (rc == 0 && rec->state != FS_SPOOL_CLEAN) {
+		fprintf(stderr,
+			"mount.cloudh5: committed %s, kept in %s by an earlier "
+			"mount\n",
+			rec->key, path);
+		r->committed++;
+	} else if (rc == 1 || rc < 0) {
+		fprintf(stderr,
+			"mount.cloudh5: %s holds %llu bytes of uncommitted "
+			"data for %s (%s; %s); it is kept\n",
+			path, (unsigned long long)size, rec->key,
+			fs_spool_state_name(rec->state),
+			rec->state == FS_SPOOL_COMMITTING
+				? "its commit cannot land: another version "
+				  "replaced the one it began from"
+				: "its writer never closed it");
+		r->kept++;
+	}
 }
 
-/* Say which staged files an earlier mount left in the spool (a failed or
- * refused commit, or a daemon that was stopped): they hold data the store
- * does not have.  They are kept, never removed here. */
-static void report_kept_stages(const char *spool)
+/* Deal with the stages an earlier mount left in the spool (a failed or
+ * refused commit, or a daemon that was stopped): those whose commit was
+ * asked for are committed now if they still can be; the rest are named on
+ * stderr and kept, never removed. */
+static void recover_kept_stages(struct fs_ctx *ctx)
 {
-	if (fs_spool_scan(spool, report_stage, NULL) > 0)
+	struct recovery r = { ctx, 0, 0 };
+
+	fs_spool_scan(ctx->cfg.spool_dir, recover_stage, &r);
+	if (r.kept)
 		fprintf(stderr, "mount.cloudh5: `cloudh5 fsck SOURCE --spool "
 				"%s` lists them\n",
-			spool);
+			ctx->cfg.spool_dir);
 }
 
 int main(int argc, char *argv[])
@@ -336,7 +360,6 @@ int main(int argc, char *argv[])
 	}
 	if (make_spool(ctx.cfg.spool_dir) < 0)
 		goto out;
-	report_kept_stages(ctx.cfg.spool_dir);
 	abs_mnt = realpath(raw.mountpoint, NULL);
 	if (!abs_mnt) {
 		fprintf(stderr, "mount.cloudh5: bad mount point %s: %s\n",
@@ -355,6 +378,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "mount.cloudh5: out of memory\n");
 		goto out;
 	}
+	recover_kept_stages(&ctx);
 	ctx.se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &ctx);
 	if (!ctx.se)
 		goto out; /* libfuse printed why (e.g. an unknown option) */

@@ -9,6 +9,7 @@
  * area of the object layout and is hidden.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -325,18 +326,49 @@ static int ensure_stage_locked(struct fs_ctx *ctx, struct fs_inode *in,
 	return fs_stage_create(ctx, in, in->ver, in->ver->etag);
 }
 
-/* Truncate (or extend) the stage to `size` bytes and mark what changed. */
-static int stage_truncate(struct fs_stage *sg, uint64_t size)
+/* Truncate (or extend) the stage of `in` to `size` bytes (in->lock
+ * held).  Bytes past the old end read as zeros, and so do bytes cut off
+ * and then extended again: the cut range is marked written, so it is never
+ * read from the base again. */
+static int stage_truncate(struct fs_ctx *ctx, struct fs_inode *in,
+			  uint64_t size)
 {
+	struct fs_stage *sg = in->stage;
 	struct stat st;
 
-	if (fstat(sg->fd, &st) < 0 || ftruncate(sg->fd, size) < 0)
-		return -errno;
-	sg->dirty = true;
+	if (fstat(sg->fd, &st) < 0 || fs_stage_reserve(sg) < 0 ||
+	    ftruncate(sg->fd, size) < 0)
+		return errno ? -errno : -ENOMEM;
+	fs_stage_set_dirty(ctx, in);
 	if (size == 0)
 		fs_stage_rebase(sg, NULL); /* nothing of the old file is left */
 	else if (size > (uint64_t)st.st_size)
-		fs_stage_mark(sg, st.st_size, size - st.st_size); /* zeros */
+		fs_stage_mark(sg, st.st_size, size - st.st_size);
+	else if (size < (uint64_t)st.st_size)
+		fs_stage_mark(sg, size, st.st_size - size);
+	return 0;
+}
+
+/* After a rename moved the committed file under `in`'s open stage to
+ * `to` (in->lock held): the stage's base is the file at its new key. */
+static int restage_renamed(struct fs_ctx *ctx, struct fs_inode *in,
+			   const char *to)
+{
+	struct fs_stage *sg = in->stage;
+	struct fs_version *v = NULL;
+	int rc;
+
+	if (!sg->base)
+		return fs_current_etag(ctx, in, sg->expect);
+	rc = fs_version_load(ctx, to, &v);
+	if (rc < 0) {
+		ch5_err("%s: the renamed file cannot be read back (%s)", to,
+			strerror(-rc));
+		return rc;
+	}
+	fs_stage_set_base(sg, v);
+	memcpy(sg->expect, v->etag, sizeof(sg->expect));
+	fs_version_put(v);
 	return 0;
 }
 
@@ -361,7 +393,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		rc = ensure_stage_locked(ctx, in, attr->st_size == 0, false);
 		if (rc < 0)
 			goto out;
-		rc = stage_truncate(in->stage, attr->st_size);
+		rc = stage_truncate(ctx, in, attr->st_size);
 		if (rc < 0)
 			goto out;
 		/* truncate(2) on a closed file: commit now, nobody will
@@ -460,8 +492,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = ensure_stage_locked(ctx, in, trunc, false);
 		if (rc < 0)
 			goto out;
+		/* No page cache for writers: the kernel's readahead around
+		 * each small metadata read would pull whole chunk objects of
+		 * the base into the stage's reads, so an r+ edit would move
+		 * several chunks where it needs one. */
+		fi->direct_io = writable;
 		if (trunc) {
-			rc = stage_truncate(in->stage, 0);
+			rc = stage_truncate(ctx, in, 0);
 			if (rc < 0)
 				goto out;
 		}
@@ -516,7 +553,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	in->unlinked = false;
 	rc = ensure_stage_locked(ctx, in, true, true);
 	if (rc == 0)
-		rc = stage_truncate(in->stage, 0);
+		rc = stage_truncate(ctx, in, 0);
 	if (rc == 0) {
 		if (mode & 07777) {
 			in->attr.st_mode = S_IFREG | (mode & 07777 &
@@ -535,6 +572,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	e.ino = in->ino;
 	e.attr.st_ino = in->ino;
 	e.attr_timeout = e.entry_timeout = ctx->cfg.attr_timeout;
+	fi->direct_io = 1; /* as for any writer (op_open) */
 	fi->fh = (uintptr_t)fh;
 	fh = NULL;
 out:
@@ -559,12 +597,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pthread_mutex_lock(&in->lock);
 	if (in->stage) {
 		char *buf = malloc(size ? size : 1);
-		ssize_t n = buf ? pread(in->stage->fd, buf, size, off) : -1;
-		int err = buf ? errno : ENOMEM;
+		ssize_t n = buf ? fs_stage_pread(ctx, in->stage, buf, size,
+						 off)
+				: -ENOMEM;
 
 		pthread_mutex_unlock(&in->lock);
 		if (n < 0)
-			fuse_reply_err(req, err);
+			fuse_reply_err(req, (int)-n);
 		else
 			fuse_reply_buf(req, buf, n);
 		free(buf);
@@ -595,12 +634,15 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	(void)ino;
 	pthread_mutex_lock(&in->lock);
 	rc = ensure_stage_locked(ctx, in, false, false);
+	/* Room for the range first: once written, the spool file's bytes
+	 * must be marked, or reads would return the base's instead. */
+	if (rc == 0)
+		rc = fs_stage_reserve(in->stage);
 	if (rc == 0) {
+		fs_stage_set_dirty(ctx, in);
 		n = pwrite(in->stage->fd, buf, size, off);
 		if (n < 0)
 			rc = -errno;
-		else
-			in->stage->dirty = true;
 		if (n > 0)
 			fs_stage_mark(in->stage, off, n);
 	}
@@ -944,10 +986,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	rc = fs_inode_rename(ctx, from, to);
 	/* An open stage commits to the new name now: over the object the
-	 * rename put there. */
+	 * rename put there, whose objects hold the base's unwritten bytes. */
 	pthread_mutex_lock(&in->lock);
 	if (rc == 0 && in->stage)
-		fs_current_etag(ctx, in, in->stage->expect);
+		rc = restage_renamed(ctx, in, to);
 	pthread_mutex_unlock(&in->lock);
 out:
 	if (dst_ver)
@@ -1227,6 +1269,81 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
+int fs_stats_format(struct fs_ctx *ctx, char *buf, size_t size)
+{
+	static const char *const ops[OST_NOPS] = {
+		"get", "put", "head", "list", "delete", "copy"
+	};
+	struct ost_stats os;
+	struct fs_cache_stats cs;
+	size_t len = 0;
+	int i, n;
+
+	ost_stats_get(ctx->st, &os);
+	fs_cache_stats_get(ctx->cache, &cs);
+#define EMIT(...)                                                          \
+	do {                                                               \
+		n = snprintf(buf + len, size - len, __VA_ARGS__);          \
+		if (n < 0 || (size_t)n >= size - len)                      \
+			return -ERANGE;                                    \
+		len += n;                                                  \
+	} while (0)
+	EMIT("store %s\n", ost_name(ctx->st));
+	for (i = 0; i < OST_NOPS; i++)
+		EMIT("requests.%s %" PRIu64 "\n", ops[i], os.requests[i]);
+	EMIT("requests.errors %" PRIu64 "\nrequests.in_flight %" PRIu64 "\n"
+	     "bytes.in %" PRIu64 "\nbytes.out %" PRIu64 "\n",
+	     os.errors, os.in_flight, os.bytes_in, os.bytes_out);
+	EMIT("cache.hits %" PRIu64 "\ncache.misses %" PRIu64
+	     "\ncache.joins %" PRIu64 "\ncache.evictions %" PRIu64
+	     "\ncache.bytes %" PRIu64 "\ncache.blocks %" PRIu64
+	     "\ncache.fetching %" PRIu64 "\n",
+	     cs.hits, cs.misses, cs.joins, cs.evictions, cs.bytes, cs.blocks,
+	     cs.fetching);
+	EMIT("commits %" PRIu64 "\ncommits.failed %" PRIu64 "\n",
+	     __atomic_load_n(&ctx->commits, __ATOMIC_RELAXED),
+	     __atomic_load_n(&ctx->commit_failures, __ATOMIC_RELAXED));
+#undef EMIT
+	return (int)len;
+}
+
+/* The mount's counters are the root's extended attribute FS_STATS_XATTR
+ * (read by `cloudh5 stats MOUNTPOINT`); nothing else has xattrs. */
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	char buf[4096];
+	int n;
+
+	if (ino != FUSE_ROOT_ID || strcmp(name, FS_STATS_XATTR)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	n = fs_stats_format(req_ctx(req), buf, sizeof(buf));
+	if (n < 0)
+		fuse_reply_err(req, -n);
+	else if (size == 0)
+		fuse_reply_xattr(req, n);
+	else if (size < (size_t)n)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, buf, n);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	static const char names[] = FS_STATS_XATTR; /* with its NUL */
+
+	if (ino != FUSE_ROOT_ID)
+		fuse_reply_xattr(req, 0);
+	else if (size == 0)
+		fuse_reply_xattr(req, sizeof(names));
+	else if (size < sizeof(names))
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, names, sizeof(names));
+}
+
 void fs_release_all(struct fs_ctx *ctx)
 {
 	size_t i;
@@ -1277,4 +1394,6 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.readdirplus = op_readdirplus,
 	.releasedir = op_releasedir,
 	.statfs = op_statfs,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
 };

@@ -34,6 +34,11 @@ struct ost {
 	char *name;		/* owned, e.g. "fault(local)" */
 	unsigned nthreads;
 	pthread_t *threads; /* nthreads of them */
+	/* Workers start at the first request of a process: a daemon that
+	 * opened its store and then forked (fuse_daemonize) has none of the
+	 * parent's threads.  Both guarded by lock. */
+	pid_t pid;	    /* process the workers run in (0: none yet) */
+	unsigned nstarted;  /* workers running in it */
 
 	pthread_mutex_t lock;
 	pthread_cond_t work; /* signalled when head or stopping changes */
@@ -455,18 +460,6 @@ int ost_new(struct ost_backend *be, unsigned nthreads, struct ost **out)
 	atomic_init(&st->in_flight, 0);
 	st->be = be;
 	be = NULL;
-
-	for (i = 0; i < st->nthreads; i++) {
-		rc = -pthread_create(&st->threads[i], NULL, ost_worker, st);
-		if (rc) {
-			ch5_err("objstore: cannot start pool thread: %s",
-				strerror(-rc));
-			st->nthreads = (unsigned)i; /* ost_free joins these */
-			ost_free(st);
-			st = NULL;
-			goto out;
-		}
-	}
 	*out = st;
 	rc = 0;
 out:
@@ -484,8 +477,9 @@ void ost_free(struct ost *st)
 	st->stopping = true;
 	pthread_cond_broadcast(&st->work);
 	pthread_mutex_unlock(&st->lock);
-	/* Workers drain the queue before they exit. */
-	for (i = 0; i < st->nthreads; i++)
+	/* Workers drain the queue before they exit (a forked child never had
+	 * its parent's). */
+	for (i = 0; st->pid == getpid() && i < st->nstarted; i++)
 		pthread_join(st->threads[i], NULL);
 	pthread_cond_destroy(&st->work);
 	pthread_mutex_destroy(&st->lock);
@@ -493,6 +487,26 @@ void ost_free(struct ost *st)
 	free(st->threads);
 	free(st->name);
 	free(st);
+}
+
+/* Start the pool's workers in this process (st->lock held). */
+static int start_workers_locked(struct ost *st)
+{
+	unsigned i;
+	int rc;
+
+	st->pid = getpid();
+	st->nstarted = 0;
+	for (i = 0; i < st->nthreads; i++) {
+		rc = -pthread_create(&st->threads[i], NULL, ost_worker, st);
+		if (rc) {
+			ch5_err("objstore: cannot start pool thread: %s",
+				strerror(-rc));
+			return i ? 0 : rc; /* fewer workers still work */
+		}
+		st->nstarted = i + 1;
+	}
+	return 0;
 }
 
 int ost_submit(struct ost *st, struct ost_req *req)
@@ -504,6 +518,14 @@ int ost_submit(struct ost *st, struct ost_req *req)
 	if (st->stopping) {
 		pthread_mutex_unlock(&st->lock);
 		return -ESHUTDOWN;
+	}
+	if (st->pid != getpid()) {
+		int rc = start_workers_locked(st);
+
+		if (rc < 0) {
+			pthread_mutex_unlock(&st->lock);
+			return rc;
+		}
 	}
 	atomic_fetch_add(&st->in_flight, 1);
 	if (st->tail)

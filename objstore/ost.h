@@ -204,7 +204,9 @@ int ost_fault_new(struct ost_backend *inner, const struct ost_fault_cfg *cfg,
  */
 
 /* Create a store over `be` (ownership passes in, also on failure) with
- * `nthreads` pool workers (0 = 8).  Returns 0 or -errno. */
+ * `nthreads` pool workers (0 = 8).  The workers start at the first request
+ * made in a process, so a daemon may open its store, use it, fork
+ * (daemonize) and go on using it in the child.  Returns 0 or -errno. */
 int ost_new(struct ost_backend *be, unsigned nthreads, struct ost **out);
 
 /* Open a store from a URL: "file:///abs/dir" or "mem://".  `fault_spec` is

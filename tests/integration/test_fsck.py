@@ -72,7 +72,7 @@ def orphans_and_repair(binary):
         T.check(found == leftovers, "fsck orphans %s, expected %s"
                 % (sorted(found), sorted(leftovers)))
         staged = lines(out, "staged")
-        T.check(len(staged) == 1 and staged[0].endswith(" x.h5"),
+        T.check(len(staged) == 1 and staged[0].endswith(" x.h5 (committing)"),
                 "fsck did not list the kept stage of x.h5:\n%s" % out)
 
         rc, out = fsck(binary, ws, "--repair")
