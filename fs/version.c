@@ -154,7 +154,55 @@ struct read_ctx {
 	pthread_mutex_t lock; /* ...sync: signal this */
 	pthread_cond_t cond;
 	bool done;
+	/* async: what a retry on a newer version needs (see reread) */
+	struct fs_ctx *ctx;
+	struct fs_handle *fh; /* NULL: no retry */
+	uint64_t off;
 };
+
+static void version_read(struct fs_ctx *ctx, fuse_req_t req,
+			 struct fs_version *v, struct fs_handle *fh,
+			 size_t size, uint64_t off, bool may_retry);
+
+/* A read found an object of its version gone: another writer committed
+ * a new version and deleted what it superseded.  Load the current version
+ * and answer the read from it (once).  Runs on its own thread: a pool
+ * worker must not wait for the pool. */
+static void *reread(void *arg)
+{
+	struct read_ctx *rd = arg;
+	struct fs_ctx *ctx = rd->ctx;
+	struct fs_handle *fh = rd->fh;
+	struct fs_inode *in = fh->inode;
+	struct fs_version *nv = NULL, *old = NULL;
+	char *key = fs_inode_key(ctx, in);
+	int rc = key ? fs_version_load(ctx, key, &nv) : -ENOMEM;
+
+	if (rc < 0) {
+		ch5_err("%s: an object of the version being read is gone and "
+			"the file cannot be read again (%s)",
+			key ? key : "?", strerror(-rc));
+		fuse_reply_err(rd->req, rc == -ENOENT ? ESTALE : -rc);
+	} else {
+		ch5_warn("%s: read the new version %s: the one this handle "
+			 "had was replaced", key, nv->etag);
+		pthread_mutex_lock(&in->lock);
+		if (fh->ver) {
+			old = fh->ver;
+			fh->ver = nv;
+			fs_version_get(nv);
+		}
+		pthread_mutex_unlock(&in->lock);
+		if (old)
+			fs_version_put(old);
+		version_read(ctx, rd->req, nv, fh, rd->size, rd->off, false);
+		fs_version_put(nv);
+	}
+	free(key);
+	free(rd->buf);
+	free(rd);
+	return NULL;
+}
 
 struct read_part {
 	struct read_ctx *rd;
@@ -166,6 +214,19 @@ struct read_part {
 static void read_finish(struct read_ctx *rd)
 {
 	if (rd->req) {
+		pthread_t t;
+		pthread_attr_t at;
+
+		if (rd->rc == -ENOENT && rd->fh) {
+			pthread_attr_init(&at);
+			pthread_attr_setdetachstate(&at,
+						    PTHREAD_CREATE_DETACHED);
+			if (pthread_create(&t, &at, reread, rd) == 0) {
+				pthread_attr_destroy(&at);
+				return;
+			}
+			pthread_attr_destroy(&at);
+		}
 		if (rd->rc)
 			fuse_reply_err(rd->req, -rd->rc);
 		else
@@ -386,6 +447,13 @@ void fs_version_read(struct fs_ctx *ctx, fuse_req_t req,
 		     struct fs_version *v, struct fs_handle *fh, size_t size,
 		     uint64_t off)
 {
+	version_read(ctx, req, v, fh, size, off, true);
+}
+
+static void version_read(struct fs_ctx *ctx, fuse_req_t req,
+			 struct fs_version *v, struct fs_handle *fh,
+			 size_t size, uint64_t off, bool may_retry)
+{
 	struct read_ctx *rd;
 	uint64_t ra_off, ra_end;
 
@@ -406,6 +474,11 @@ void fs_version_read(struct fs_ctx *ctx, fuse_req_t req,
 	rd->size = size;
 	rd->req = req;
 	rd->pending = 1;
+	rd->ctx = ctx;
+	rd->off = off;
+	/* Only a read-only handle's own version may be replaced under it; a
+	 * writer's version is its stage's business. */
+	rd->fh = may_retry && fh && fh->ver ? fh : NULL;
 	if (fh)
 		readahead_plan(ctx, fh, off, off + size, &ra_off, &ra_end);
 	read_issue(ctx, v, rd, off);

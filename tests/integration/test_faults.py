@@ -198,6 +198,46 @@ def read_errors_reach_the_reader(binary):
 
 
 @test
+def reader_follows_a_replaced_version(binary):
+    """A reader on mount B holds version 1 open; mount A replaces the file
+    (its commit deletes version 1's objects); B's next read of bytes it
+    never fetched finds its object gone, loads the new manifest and
+    answers from version 2 instead of failing."""
+    def write_plain(p, seed):
+        with h5py.File(p, "w") as f:
+            f.create_dataset("d", data=np.random.default_rng(seed).random(
+                (1024, 1024)), chunks=(128, 128))
+
+    with T.Workspace(binary, name="frd") as ws:
+        start_with(ws, None)
+        write_plain(ws.l("v2.h5"), 2)
+        write_plain(ws.m("x.h5"), 1)
+        bdir = os.path.join(ws.root, "b")
+        os.makedirs(os.path.join(bdir, "mnt"))
+        mb = T.Mount(binary, ws.store, os.path.join(bdir, "mnt"), bdir)
+        mb.start()
+        try:
+            fd = os.open(mb.path("x.h5"), os.O_RDONLY)
+            try:
+                os.pread(fd, 4096, 0)
+                write_plain(ws.m("x.h5"), 2)  # A commits version 2
+                off = 6 << 20
+                got = os.pread(fd, 65536, off)
+            finally:
+                os.close(fd)
+            want = read(ws.l("v2.h5"))[off:off + 65536]
+            T.check(got == want, "the reader did not get version 2's bytes")
+            with open(mb.log) as f:
+                log = f.read()
+            T.check("read the new version" in log, "B did not say it "
+                    "switched versions:\n" + log[-1000:])
+        finally:
+            mb.stop()
+        ws.stop()
+        return "old version's objects gone -> read from the new version"
+
+
+@test
 def two_writers_one_wins(binary):
     """Two mounts of one store, two writers of one file: the first close
     commits, the second fails with ESTALE and keeps its bytes staged; the
