@@ -404,6 +404,65 @@ static int stage_materialize(struct fs_ctx *ctx, struct fs_stage *sg,
 	return rc;
 }
 
+/* Like stage_materialize(), for bytes no live dataset extent covers
+ * (metadata, or the dead space of chunks libhdf5 moved): where the base's
+ * object for them is gone (-ENOENT), they are left as zeros.  Metadata is
+ * never in a gone object: the base's own metadata is in its skeleton. */
+static int materialize_dead_ok(struct fs_ctx *ctx, struct fs_stage *sg,
+			       uint64_t off, uint64_t len)
+{
+	struct h5m_piece pcs[64];
+	uint64_t pos = off, end = off + len;
+	int rc = stage_materialize(ctx, sg, off, len);
+
+	if (rc != -ENOENT || !sg->base->man)
+		return rc;
+	/* Piece by piece of the base: skip the gone objects. */
+	while (pos < end) {
+		size_t n = h5m_map(sg->base->man, pos, end - pos, pcs, 64), i;
+
+		if (!n)
+			break; /* past the base's end: nothing to copy */
+		for (i = 0; i < n; i++) {
+			rc = stage_materialize(ctx, sg, pcs[i].file_off,
+					       pcs[i].len);
+			if (rc == -ENOENT)
+				rc = fs_stage_mark(sg, pcs[i].file_off,
+						   pcs[i].len);
+			if (rc < 0)
+				return rc;
+		}
+		pos = pcs[n - 1].file_off + pcs[n - 1].len;
+	}
+	return 0;
+}
+
+/* Make the spool file hold every byte of the file, so that a stage whose
+ * commit was refused stands alone whatever the winner deletes later:
+ * bytes of the extents split found (`sp`, may be NULL: all bytes count)
+ * must be read; other bytes may be dead.  0 or -errno. */
+static int stage_settle(struct fs_ctx *ctx, struct fs_stage *sg,
+			const struct h5m_split *sp, uint64_t size)
+{
+	uint64_t pos = 0;
+	size_t i;
+	int rc;
+
+	if (!sp)
+		return stage_materialize(ctx, sg, 0, size);
+	for (i = 0; i < sp->n_spans; i++) {
+		const struct h5m_span *s = &sp->spans[i];
+
+		rc = materialize_dead_ok(ctx, sg, pos, s->off - pos);
+		if (rc == 0)
+			rc = stage_materialize(ctx, sg, s->off, s->len);
+		if (rc < 0)
+			return rc;
+		pos = s->off + s->len;
+	}
+	return materialize_dead_ok(ctx, sg, pos, size - pos);
+}
+
 /* The staged-over-base view of a stage, for hdf5map's read callback. */
 struct stage_view {
 	struct fs_ctx *ctx;
@@ -736,6 +795,8 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 
 			/* One object: every byte comes from the stage. */
 			rc = stage_materialize(ctx, sg, 0, st.st_size);
+			if (rc == 0)
+				fs_stage_rebase(sg, NULL); /* whole now */
 			stage_cond(sg, &cond);
 			if (rc == 0)
 				rc = ost_put(ctx->st, key, &body, &cond,
@@ -792,18 +853,21 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 	__atomic_add_fetch(&ctx->commits, 1, __ATOMIC_RELAXED);
 out:
 	if (rc == -ESTALE && sg->base) {
-		/* This stage will never land over its base: make it a whole
-		 * file on its own while the base can still be read (objects
-		 * the other writer superseded may be gone already). */
-		if (stage_materialize(ctx, sg, 0, st.st_size) == 0)
+		/* This stage will never land over its base, whose objects the
+		 * other writer may delete any time: make it a whole file now
+		 * (a plain file was made whole before its PUT). */
+		int src = stage_settle(ctx, sg, sp, st.st_size);
+
+		if (src == 0)
 			fs_stage_rebase(sg, NULL);
 		else
 			ch5_warn("%s: parts of the version this stage began "
-				 "from are gone; %s holds only the bytes "
-				 "written here (its record lists them)",
-				 key, sg->path);
-		stage_record(ctx, in, key, FS_SPOOL_COMMITTING);
+				 "from are gone (%s); %s holds the bytes "
+				 "written here, its record lists them",
+				 key, strerror(-src), sg->path);
 	}
+	if (rc == -ESTALE)
+		stage_record(ctx, in, key, FS_SPOOL_COMMITTING);
 	if (rc < 0) {
 		sg->failed = true;
 		__atomic_add_fetch(&ctx->commit_failures, 1, __ATOMIC_RELAXED);

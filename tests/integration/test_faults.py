@@ -308,6 +308,27 @@ def two_writers_one_wins(binary):
         finally:
             mb.stop()
         ws.stop()
+        # The losers' files stay in B's spool, listed by fsck; each is a
+        # whole file on its own (the h5py loser's opens with h5py).
+        b_spool = os.path.join(bdir, "spool%d" % mb.n)
+        tool = os.path.join(os.path.dirname(binary), "cloudh5")
+        r = subprocess.run([tool, "fsck", "file://" + ws.store, "--spool",
+                            b_spool], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+        out = r.stdout.decode(errors="replace")
+        listed = sorted(ln.split(" for ")[1] for ln in out.splitlines()
+                        if ln.startswith("staged "))
+        T.check(listed == ["f.bin (committing)", "n.bin (committing)",
+                           "x.h5 (committing)"],
+                "fsck lists the losers' stages as %s:\n%s" % (listed, out))
+        for k in glob.glob(os.path.join(b_spool, "*.stage.key")):
+            if read(k).endswith(b"\nkey x.h5"):
+                with h5py.File(k[:-len(".key")], "r") as f:
+                    T.check(int(f["d"][0, 0]) == 2, "the kept stage of the "
+                            "losing h5py editor holds %d" % f["d"][0, 0])
+                break
+        else:
+            raise T.Fail("no kept stage of x.h5 in %s" % b_spool)
         start_with(ws, None)
         with h5py.File(ws.m("x.h5"), "r") as f:
             T.check(int(f["d"][0, 0]) == 1, "x.h5 holds %d, expected the "
