@@ -93,6 +93,7 @@ static void stage_record(struct fs_ctx *ctx, struct fs_inode *in,
 	free(k);
 	rec.state = state;
 	memcpy(rec.expect, sg->expect, sizeof(rec.expect));
+	memcpy(rec.manifest, sg->landing, sizeof(rec.manifest));
 	if (sg->base)
 		memcpy(rec.base, sg->base->etag, sizeof(rec.base));
 	rec.ranges_known = true;
@@ -652,8 +653,8 @@ static void make_tag(char *tag, size_t size, uint64_t gen)
 }
 
 /* Store the stage as an HDF5 manifest plus objects (sp may be NULL: raw). */
-static int commit_manifest(struct fs_ctx *ctx, const char *key,
-			   struct fs_stage *sg, uint64_t size,
+static int commit_manifest(struct fs_ctx *ctx, struct fs_inode *in,
+			   const char *key, struct fs_stage *sg, uint64_t size,
 			   const struct h5m_split *sp,
 			   const struct fs_version *old,
 			   struct h5m_manifest **out, struct ost_info *info)
@@ -711,9 +712,22 @@ static int commit_manifest(struct fs_ctx *ctx, const char *key,
 	{
 		struct ost_body body = { .buf = enc, .len = enc_len };
 		struct ost_put_cond cond;
+		static const char hex[] = "0123456789abcdef";
+		size_t hl = enc_len < FS_SPOOL_MANIFEST_HEAD
+				    ? enc_len
+				    : FS_SPOOL_MANIFEST_HEAD;
 
+		/* If we die after this PUT lands, the next mount must see
+		 * that it did (and not commit the stage again). */
+		for (i = 0; i < hl; i++) {
+			sg->landing[2 * i] = hex[((uint8_t *)enc)[i] >> 4];
+			sg->landing[2 * i + 1] = hex[((uint8_t *)enc)[i] & 15];
+		}
+		sg->landing[2 * hl] = '\0';
+		stage_record(ctx, in, key, FS_SPOOL_COMMITTING);
 		stage_cond(sg, &cond);
 		rc = ost_put(ctx->st, key, &body, &cond, info);
+		sg->landing[0] = '\0';
 	}
 	if (rc < 0)
 		goto out;
@@ -747,7 +761,7 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 	struct fs_vstat vs;
 	struct stat st;
 	char *key;
-	int rc;
+	int rc, src;
 
 	if (!sg)
 		return 0;
@@ -760,23 +774,41 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 		rc = -errno;
 		goto out;
 	}
-	/* The version being replaced: usually the stage's base, which one
-	 * small GET confirms is still current, so its manifest is not
-	 * fetched again. */
-	if (sg->base && sg->base->man &&
-	    fs_version_stat(ctx, key, &vs) == 0 &&
+	/* One small GET says what the store holds now.  Libhdf5 reads only
+	 * metadata, so split before refusing: a refused stage is made whole
+	 * with the split's help (stage_settle). */
+	src = fs_version_stat(ctx, key, &vs);
+	if (src < 0 && src != -ENOENT && src != -EBADMSG) {
+		rc = src;
+		goto out;
+	}
+	rc = h5m_split(read_view, &view, st.st_size, &sp);
+	if (rc < 0 && rc != -EINVAL)
+		goto out;
+	/* The conditional PUT would refuse this commit: say so before
+	 * uploading anything. */
+	if (sg->expect[0] ? src == -ENOENT || strcmp(vs.etag, sg->expect)
+			  : src != -ENOENT) {
+		rc = -ESTALE;
+		goto refused;
+	}
+	/* The version being replaced: usually the stage's base, whose
+	 * manifest is then not fetched again. */
+	if (sg->base && sg->base->man && src == 0 &&
 	    !strcmp(vs.etag, sg->base->etag)) {
 		old = sg->base;
 		fs_version_get(old);
 	} else {
-		rc = fs_version_load(ctx, key, &old);
-		if (rc == -ENOENT || rc == -EBADMSG)
+		int lrc = fs_version_load(ctx, key, &old);
+
+		if (lrc == -ENOENT || lrc == -EBADMSG)
 			old = NULL; /* a corrupt manifest is simply replaced */
-		else if (rc < 0)
+		else if (lrc < 0) {
+			rc = lrc;
 			goto out;
+		}
 	}
 
-	rc = h5m_split(read_view, &view, st.st_size, &sp);
 	if (rc == -EINVAL) {
 		/* Not HDF5: one plain object, unless its first bytes would
 		 * read as a manifest; then raw objects under a manifest. */
@@ -786,7 +818,7 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 			h5m_is_manifest(magic, sizeof(magic));
 
 		if (looks_like_manifest) {
-			rc = commit_manifest(ctx, key, sg, st.st_size, NULL,
+			rc = commit_manifest(ctx, in, key, sg, st.st_size, NULL,
 					     old, &m, &info);
 		} else {
 			struct ost_body body = { .fd = sg->fd,
@@ -795,17 +827,21 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 
 			/* One object: every byte comes from the stage. */
 			rc = stage_materialize(ctx, sg, 0, st.st_size);
-			if (rc == 0)
+			if (rc == 0) {
 				fs_stage_rebase(sg, NULL); /* whole now */
+				stage_record(ctx, in, key,
+					     FS_SPOOL_COMMITTING);
+			}
 			stage_cond(sg, &cond);
 			if (rc == 0)
 				rc = ost_put(ctx->st, key, &body, &cond,
 					     &info);
 		}
 	} else if (rc == 0) {
-		rc = commit_manifest(ctx, key, sg, st.st_size, sp, old, &m,
+		rc = commit_manifest(ctx, in, key, sg, st.st_size, sp, old, &m,
 				     &info);
 	}
+refused:
 	if (rc == -ESTALE || rc == -EEXIST ||
 	    (rc == -ENOENT && sg->expect[0])) {
 		ch5_err("%s: another writer committed or removed this file "
@@ -1001,6 +1037,53 @@ int fs_remove_file(struct fs_ctx *ctx, const char *key,
 	return rc;
 }
 
+/* Did the commit a stage record describes land before its daemon died?
+ * Its manifest's first bytes are in the store, or (a whole plain file)
+ * the store's object has the stage's bytes. */
+static bool commit_landed(struct fs_ctx *ctx, int fd,
+			  const struct fs_spool_rec *rec)
+{
+	uint8_t head[FS_SPOOL_MANIFEST_HEAD], *a = NULL, *b = NULL;
+	size_t got = 0, i, hl = strlen(rec->manifest) / 2;
+	struct ost_info info;
+	struct stat st;
+	uint64_t off;
+	bool same = false;
+
+	if (rec->manifest[0]) {
+		if (hl > sizeof(head) ||
+		    ost_get(ctx->st, rec->key, 0, head, hl, &got, NULL) < 0 ||
+		    got != hl)
+			return false;
+		for (i = 0; i < hl; i++) {
+			unsigned v;
+
+			if (sscanf(rec->manifest + 2 * i, "%2x", &v) != 1 ||
+			    v != head[i])
+				return false;
+		}
+		return true;
+	}
+	if (rec->base[0] || fstat(fd, &st) < 0 ||
+	    ost_head(ctx->st, rec->key, &info) < 0 ||
+	    info.size != (uint64_t)st.st_size)
+		return false;
+	a = malloc(FILL_UNIT);
+	b = malloc(FILL_UNIT);
+	for (off = 0, same = a && b; same && off < info.size; off += got) {
+		size_t want = info.size - off < FILL_UNIT ? info.size - off
+							  : FILL_UNIT;
+
+		same = ost_get(ctx->st, rec->key, off, a, want, &got, NULL) ==
+			       0 &&
+		       got == want && pread_full(fd, b, want, off) == 0 &&
+		       !memcmp(a, b, want);
+	}
+	free(a);
+	free(b);
+	return same;
+}
+
 int fs_stage_recover(struct fs_ctx *ctx, const char *path,
 		     const struct fs_spool_rec *rec)
 {
@@ -1025,6 +1108,13 @@ int fs_stage_recover(struct fs_ctx *ctx, const char *path,
 	    (rec->base[0] && !rec->ranges_known)) {
 		close(fd);
 		return 1; /* never asked to be committed, or incomplete */
+	}
+	if (commit_landed(ctx, fd, rec)) {
+		/* Died after the commit point: nothing left to do. */
+		ch5_info("%s: the commit of %s had landed", rec->key, path);
+		fs_spool_remove(path);
+		close(fd);
+		return 0;
 	}
 	if (rec->base[0]) {
 		rc = fs_version_load(ctx, rec->key, &base);

@@ -77,6 +77,9 @@ struct fs_stage {
 	/* The commit replaces only this ETag ("" = only creates): if another
 	 * writer committed meanwhile, the commit fails with -ESTALE. */
 	char expect[OST_ETAG_MAX];
+	/* While a manifest PUT is in flight: hex of its first bytes, kept in
+	 * the record so a later mount can tell that it landed. */
+	char landing[2 * 64 + 1];
 };
 
 /* Make room for one more written range, so that the next

@@ -52,6 +52,8 @@ int fs_spool_write(const char *stage_path, const struct fs_spool_rec *rec)
 			fprintf(f, "%" PRIu64 " %" PRIu64 "\n",
 				rec->written[2 * i], rec->written[2 * i + 1]);
 	}
+	if (rec->manifest[0])
+		fprintf(f, "manifest %s\n", rec->manifest);
 	fprintf(f, "key %s", rec->key);
 	if (fflush(f) != 0 || ferror(f))
 		rc = -errno ? -errno : -EIO;
@@ -106,7 +108,9 @@ static int parse(char *buf, size_t len, struct fs_spool_rec *rec)
 		*nl = '\0';
 		if ((r = take(p, "state", state, sizeof(state))) ||
 		    (r = take(p, "expect", rec->expect, sizeof(rec->expect))) ||
-		    (r = take(p, "base", rec->base, sizeof(rec->base)))) {
+		    (r = take(p, "base", rec->base, sizeof(rec->base))) ||
+		    (r = take(p, "manifest", rec->manifest,
+			      sizeof(rec->manifest)))) {
 			if (r < 0)
 				return r;
 		} else if (!strncmp(p, "written ", 8)) {

@@ -19,6 +19,9 @@
  *   base <ETag>|-          where unwritten bytes come from (- = the stage
  *                          holds every byte)
  *   written <n>            then n lines "<start> <end>" (bytes, [start, end))
+ *   manifest <hex>         (optional) the first bytes of the manifest the
+ *                          commit is writing: if the store holds them, the
+ *                          commit landed (a crash right after it)
  *   key <key to the end of the file>
  * A record that is only a key (written by older versions) reads as state
  * writing, ranges unknown.
@@ -34,6 +37,7 @@
 
 #define FS_STAGE_SUFFIX ".stage"
 #define FS_STAGE_KEY_SUFFIX ".key"
+#define FS_SPOOL_MANIFEST_HEAD 64 /* bytes of a manifest a record keeps */
 
 enum fs_spool_state {
 	FS_SPOOL_CLEAN,	    /* the store holds every byte of the stage */
@@ -52,6 +56,7 @@ struct fs_spool_rec {
 				      fs_spool_write(), malloc'd by
 				      fs_spool_read() (fs_spool_rec_release) */
 	size_t n_written;	   /* pairs */
+	char manifest[2 * FS_SPOOL_MANIFEST_HEAD + 1]; /* hex, "" = none */
 };
 
 /* Called once per stage found: its path, size in bytes, and its record
