@@ -6,7 +6,8 @@ pkgs=(
   build-essential cmake pkg-config git ca-certificates
   libfuse3-dev fuse3
   libhdf5-dev hdf5-tools hdf5-filter-plugin
-  libcurl4-openssl-dev libssl-dev liblz4-dev zlib1g-dev libcmocka-dev
+  libcurl4-openssl-dev libssl-dev libexpat1-dev liblz4-dev zlib1g-dev
+  libcmocka-dev
   python3 python3-h5py python3-numpy python3-netcdf4 python3-botocore
   util-linux procps
 )

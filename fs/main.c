@@ -271,6 +271,29 @@ static int make_spool(const char *dir)
 	return 0;
 }
 
+/* One LIST of the store's root before mounting, so that bad credentials,
+ * a missing bucket or an unreachable endpoint fail the mount with a clear
+ * message on the terminal instead of failing every file operation. */
+static int probe_store(struct fs_ctx *ctx)
+{
+	struct ost_list_result res = { 0 };
+	int rc = ost_list(ctx->st, "", "/", NULL, 1, &res);
+
+	ost_list_result_release(&res);
+	if (rc == 0)
+		return 0;
+	fprintf(stderr, "mount.cloudh5: %s: %s\n", ctx->cfg.source,
+		rc == -EACCES ? "access denied: the store refused the "
+				"credentials (wrong key or secret, or no "
+				"permission on the bucket)"
+		: rc == -ENOENT ? "no such bucket or directory"
+		: rc == -ETIMEDOUT ? "the store did not answer in time"
+		: rc == -EIO ? "the store cannot be reached or failed (see "
+			       "the message above)"
+			     : strerror(-rc));
+	return rc;
+}
+
 struct recovery {
 	struct fs_ctx *ctx;
 	unsigned committed, kept;
@@ -372,6 +395,8 @@ int main(int argc, char *argv[])
 			ctx.cfg.source);
 		goto out;
 	}
+	if (probe_store(&ctx) < 0)
+		goto out;
 	if (fs_cache_new(ctx.st, ctx.cfg.cache_size, ctx.cfg.cache_block,
 			 &ctx.cache) < 0 ||
 	    fs_itable_init(&ctx) < 0) {

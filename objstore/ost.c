@@ -21,6 +21,7 @@
 
 #include "ost.h"
 #include "ost_int.h"
+#include "s3.h"
 
 #include "log.h"
 
@@ -842,9 +843,16 @@ int ost_open_url(const char *url, const char *fault_spec, unsigned nthreads,
 		rc = ost_local_new(url, &be);
 	} else if (strcmp(url, "mem://") == 0) {
 		rc = ost_mem_new(&be);
+	} else if (strncmp(url, "s3://", 5) == 0) {
+		struct ost_s3_config sc;
+		char buf[256];
+
+		rc = ost_s3_config_env(url, &sc, buf, sizeof(buf));
+		if (rc == 0)
+			rc = ost_s3_new(&sc, &be);
 	} else {
 		ch5_err("objstore: %s: unsupported store URL (file:///dir, "
-			"/dir or mem://)",
+			"/dir, s3://bucket[/prefix] or mem://)",
 			url);
 		return -EINVAL;
 	}

@@ -1,0 +1,1077 @@
+/*
+ * s3.c - the S3 backend (see s3.h).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <expat.h>
+#include <openssl/evp.h>
+
+#include "http.h"
+#include "ost_int.h"
+#include "s3.h"
+#include "sigv4.h"
+#include "log.h"
+
+#define EMPTY_SHA256 \
+	"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define URL_MAX (3 * OST_KEY_MAX + 4096)
+#define MAX_HEADERS 16
+
+struct s3 {
+	char *scheme;	/* "http" or "https" */
+	char *hostport; /* "127.0.0.1:7480" */
+	char *region, *bucket, *prefix;
+	char *access_key, *secret_key, *session_token;
+	bool virtual_host, signed_payloads;
+	unsigned retries;
+	uint64_t multipart_threshold, part_size;
+	struct ost_http *http;
+};
+
+/* One request to send (and re-send on a retry). */
+struct s3_req {
+	const char *method;
+	const char *key;		/* store key (prefix added), NULL =
+					   the bucket */
+	struct sigv4_kv query[8];
+	size_t n_query;
+	struct sigv4_kv hdr[8];		/* extra signed headers */
+	size_t n_hdr;
+	const void *body;		/* body: memory... */
+	int body_fd;			/* ...or fd */
+	uint64_t body_off, body_len;
+	const char *payload_hash;	/* NULL: computed or UNSIGNED */
+	struct ost_http_xfer x;		/* response sinks and answer */
+};
+
+/* --- small helpers ------------------------------------------------ */
+
+static int64_t http_date_ns(const char *s)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof(tm));
+	if (!s[0] || !strptime(s, "%a, %d %b %Y %H:%M:%S", &tm))
+		return 0;
+	return (int64_t)timegm(&tm) * 1000000000LL;
+}
+
+static int64_t iso_date_ns(const char *s)
+{
+	struct tm tm;
+	const char *rest;
+	int64_t ns = 0, mul = 100000000;
+
+	memset(&tm, 0, sizeof(tm));
+	rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!rest)
+		return 0;
+	if (*rest == '.')
+		for (rest++; *rest >= '0' && *rest <= '9'; rest++, mul /= 10)
+			ns += (*rest - '0') * mul;
+	return (int64_t)timegm(&tm) * 1000000000LL + ns;
+}
+
+/* Percent-decode (encoding-type=url answers) into dst. */
+static void url_decode(const char *s, char *dst, size_t size)
+{
+	size_t o = 0;
+
+	for (; *s && o + 1 < size; s++) {
+		unsigned v;
+
+		if (*s == '%' && sscanf(s + 1, "%2x", &v) == 1) {
+			dst[o++] = (char)v;
+			s += 2;
+		} else if (*s == '+') {
+			dst[o++] = ' ';
+		} else {
+			dst[o++] = *s;
+		}
+	}
+	dst[o] = '\0';
+}
+
+/* --- XML: a flat walk calling fn(arg, parent, name, text) at each
+ * closing tag (text of leaf elements, "" for others). -------------- */
+
+typedef void (*xml_fn)(void *arg, const char *parent, const char *name,
+		       const char *text);
+
+struct xml_walk {
+	char stack[8][64];
+	int depth;
+	char text[OST_KEY_MAX * 3 + 64];
+	size_t tlen;
+	xml_fn fn;
+	void *arg;
+};
+
+static void XMLCALL xml_start(void *ud, const XML_Char *name,
+			      const XML_Char **attrs)
+{
+	struct xml_walk *w = ud;
+
+	(void)attrs;
+	if (w->depth < 8)
+		snprintf(w->stack[w->depth], sizeof(w->stack[0]), "%s", name);
+	w->depth++;
+	w->tlen = 0;
+	w->text[0] = '\0';
+}
+
+static void XMLCALL xml_end(void *ud, const XML_Char *name)
+{
+	struct xml_walk *w = ud;
+	const char *parent = w->depth >= 2 && w->depth - 2 < 8
+				     ? w->stack[w->depth - 2]
+				     : "";
+
+	w->fn(w->arg, parent, name, w->text);
+	w->depth--;
+	w->tlen = 0;
+	w->text[0] = '\0';
+}
+
+static void XMLCALL xml_text(void *ud, const XML_Char *s, int len)
+{
+	struct xml_walk *w = ud;
+
+	if (w->tlen + len >= sizeof(w->text))
+		len = sizeof(w->text) - 1 - w->tlen;
+	memcpy(w->text + w->tlen, s, len);
+	w->tlen += len;
+	w->text[w->tlen] = '\0';
+}
+
+static int xml_parse(const char *doc, size_t len, xml_fn fn, void *arg)
+{
+	XML_Parser p = XML_ParserCreate(NULL);
+	struct xml_walk *w = calloc(1, sizeof(*w));
+	int rc = 0;
+
+	if (!p || !w) {
+		if (p)
+			XML_ParserFree(p);
+		free(w);
+		return -ENOMEM;
+	}
+	w->fn = fn;
+	w->arg = arg;
+	XML_SetUserData(p, w);
+	XML_SetElementHandler(p, xml_start, xml_end);
+	XML_SetCharacterDataHandler(p, xml_text);
+	if (XML_Parse(p, doc ? doc : "", (int)len, 1) == XML_STATUS_ERROR)
+		rc = -EPROTO;
+	XML_ParserFree(p);
+	free(w);
+	return rc;
+}
+
+struct s3_error {
+	char code[64];
+	char message[256];
+};
+
+static void on_error_xml(void *arg, const char *parent, const char *name,
+			 const char *text)
+{
+	struct s3_error *e = arg;
+
+	if (strcmp(parent, "Error"))
+		return;
+	if (!strcmp(name, "Code"))
+		snprintf(e->code, sizeof(e->code), "%s", text);
+	else if (!strcmp(name, "Message"))
+		snprintf(e->message, sizeof(e->message), "%s", text);
+}
+
+/* --- requests ------------------------------------------------------ */
+
+static void amz_now(char *out)
+{
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(out, SIGV4_AMZ_DATE_LEN + 1, "%Y%m%dT%H%M%SZ", &tm);
+}
+
+/* The decoded path that is signed, and the URL that is sent. */
+static int build_url(struct s3 *s, const struct s3_req *r, char *path,
+		     size_t psz, char *url, size_t usz)
+{
+	char enc[3 * OST_KEY_MAX + 256];
+	size_t ul, i;
+	int n;
+
+	if (s->virtual_host)
+		n = snprintf(path, psz, "/%s%s", r->key ? s->prefix : "",
+			     r->key ? r->key : "");
+	else
+		n = snprintf(path, psz, "/%s/%s%s", s->bucket,
+			     r->key ? s->prefix : "", r->key ? r->key : "");
+	if (n < 0 || (size_t)n >= psz)
+		return -ENAMETOOLONG;
+	if (sigv4_uri_encode(path, n, true, enc, sizeof(enc)) < 0)
+		return -ENAMETOOLONG;
+	if (s->virtual_host)
+		n = snprintf(url, usz, "%s://%s.%s%s", s->scheme, s->bucket,
+			     s->hostport, enc);
+	else
+		n = snprintf(url, usz, "%s://%s%s", s->scheme, s->hostport,
+			     enc);
+	if (n < 0 || (size_t)n >= usz)
+		return -ENAMETOOLONG;
+	ul = n;
+	for (i = 0; i < r->n_query; i++) {
+		int a, b;
+
+		if (ul + 2 >= usz)
+			return -ENAMETOOLONG;
+		url[ul++] = i ? '&' : '?';
+		a = sigv4_uri_encode(r->query[i].name,
+				     strlen(r->query[i].name), false, url + ul,
+				     usz - ul);
+		if (a < 0)
+			return a;
+		ul += a;
+		if (ul + 2 >= usz)
+			return -ENAMETOOLONG;
+		url[ul++] = '=';
+		b = sigv4_uri_encode(r->query[i].value,
+				     strlen(r->query[i].value), false,
+				     url + ul, usz - ul);
+		if (b < 0)
+			return b;
+		ul += b;
+	}
+	url[ul] = '\0';
+	return 0;
+}
+
+/* SHA-256 of a body read from memory or an fd (for signed payloads). */
+static int body_sha256(const struct s3_req *r, char *out)
+{
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdl = 0, i;
+	char *buf = NULL;
+	uint64_t off = 0;
+	int rc = 0;
+
+	if (!c)
+		return -ENOMEM;
+	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+	if (r->body) {
+		EVP_DigestUpdate(c, r->body, r->body_len);
+	} else if (r->body_len) {
+		buf = malloc(1 << 20);
+		if (!buf)
+			rc = -ENOMEM;
+		while (!rc && off < r->body_len) {
+			size_t want = r->body_len - off < (1u << 20)
+					      ? r->body_len - off
+					      : 1u << 20;
+			ssize_t n = pread(r->body_fd, buf, want,
+					  r->body_off + off);
+
+			if (n <= 0)
+				rc = n < 0 ? -errno : -EIO;
+			else
+				EVP_DigestUpdate(c, buf, n);
+			off += n > 0 ? n : 0;
+		}
+	}
+	EVP_DigestFinal_ex(c, md, &mdl);
+	EVP_MD_CTX_free(c);
+	free(buf);
+	for (i = 0; i < mdl; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	return rc;
+}
+
+static bool retryable(int rc, long status, const char *code)
+{
+	if (rc == -ETIMEDOUT || rc == -ECONNREFUSED || rc == -ECONNRESET ||
+	    rc == -EHOSTUNREACH)
+		return true;
+	if (rc < 0)
+		return false;
+	return status >= 500 || status == 429 || !strcmp(code, "SlowDown");
+}
+
+/* Sleep before attempt `n` (1, 2...): 100 ms doubling, capped at 5 s,
+ * with full jitter. */
+static void backoff(unsigned n)
+{
+	uint64_t cap = 100000ULL << (n < 6 ? n : 6), r = 0;
+
+	if (cap > 5000000)
+		cap = 5000000;
+	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+		r = (uint64_t)ost_now_ns();
+	usleep((useconds_t)(cap / 2 + r % (cap / 2 + 1)));
+}
+
+/* Send r (signed afresh on every attempt) until it gets an answer that
+ * is not worth retrying.  Returns 0 with r->x.status set, or the
+ * transport error of the last attempt.  *err receives the S3 error code
+ * and message of an error answer. */
+static int s3_send(struct s3 *s, struct s3_req *r, struct s3_error *err)
+{
+	char path[OST_KEY_MAX + 512], url[URL_MAX], date[SIGV4_AMZ_DATE_LEN + 1];
+	char sha[SIGV4_SHA256_HEX_LEN + 1], authz[2048];
+	char lines[MAX_HEADERS][OST_KEY_MAX * 3 + 128];
+	const char *hl[MAX_HEADERS + 1];
+	struct sigv4_kv h[MAX_HEADERS];
+	struct sigv4_cred cred = { s->access_key, s->secret_key, s->region,
+				   "s3" };
+	char host[512];
+	unsigned attempt;
+	size_t nh, i;
+	int rc;
+
+	memset(err, 0, sizeof(*err));
+	rc = build_url(s, r, path, sizeof(path), url, sizeof(url));
+	if (rc < 0)
+		return rc;
+	if (s->virtual_host)
+		snprintf(host, sizeof(host), "%s.%s", s->bucket, s->hostport);
+	else
+		snprintf(host, sizeof(host), "%s", s->hostport);
+	if (r->payload_hash) {
+		snprintf(sha, sizeof(sha), "%s", r->payload_hash);
+	} else if (!r->body_len && !r->body) {
+		snprintf(sha, sizeof(sha), "%s", EMPTY_SHA256);
+	} else if (s->signed_payloads || r->body) {
+		rc = body_sha256(r, sha);
+		if (rc < 0)
+			return rc;
+	} else {
+		snprintf(sha, sizeof(sha), "%s", SIGV4_UNSIGNED_PAYLOAD);
+	}
+	for (attempt = 0;; attempt++) {
+		struct sigv4_req sr;
+
+		amz_now(date);
+		nh = 0;
+		h[nh++] = (struct sigv4_kv){ "host", host };
+		h[nh++] = (struct sigv4_kv){ "x-amz-content-sha256", sha };
+		h[nh++] = (struct sigv4_kv){ "x-amz-date", date };
+		if (s->session_token)
+			h[nh++] = (struct sigv4_kv){ "x-amz-security-token",
+						     s->session_token };
+		for (i = 0; i < r->n_hdr && nh < MAX_HEADERS - 1; i++)
+			h[nh++] = r->hdr[i];
+		memset(&sr, 0, sizeof(sr));
+		sr.method = r->method;
+		sr.path = path;
+		sr.query = r->query;
+		sr.n_query = r->n_query;
+		sr.headers = h;
+		sr.n_headers = nh;
+		sr.payload_hash = sha;
+		rc = sigv4_authorization(&cred, date, &sr, authz,
+					 sizeof(authz));
+		if (rc < 0)
+			return rc;
+		for (i = 0; i < nh; i++) {
+			snprintf(lines[i], sizeof(lines[i]), "%s: %s",
+				 h[i].name, h[i].value);
+			hl[i] = lines[i];
+		}
+		snprintf(lines[nh], sizeof(lines[nh]), "Authorization: %s",
+			 authz);
+		hl[nh] = lines[nh];
+		hl[nh + 1] = NULL;
+		free(r->x.text);
+		r->x.text = NULL;
+		r->x.text_len = 0;
+		r->x.method = r->method;
+		r->x.url = url;
+		r->x.headers = hl;
+		r->x.body = r->body;
+		r->x.body_fd = r->body_fd;
+		r->x.body_off = r->body_off;
+		r->x.body_len = r->body_len;
+		rc = ost_http_run(s->http, &r->x);
+		memset(err, 0, sizeof(*err));
+		if (rc == 0 && r->x.status >= 300 && r->x.text_len)
+			xml_parse(r->x.text, r->x.text_len, on_error_xml, err);
+		if (!retryable(rc, r->x.status, err->code) ||
+		    attempt >= s->retries)
+			break;
+		ch5_debug("objstore: s3 %s %s: %s, retrying", r->method,
+			  r->key ? r->key : "(bucket)",
+			  rc < 0 ? strerror(-rc)
+				 : err->code[0] ? err->code : "server error");
+		backoff(attempt + 1);
+	}
+	OPENSSL_cleanse(authz, sizeof(authz));
+	return rc;
+}
+
+/* The one place an S3 answer becomes an errno.  `cond` is the PUT's
+ * condition (NULL otherwise): a failed precondition means -EEXIST for
+ * If-None-Match, -ESTALE for If-Match. */
+static int s3_errno(struct s3 *s, const struct s3_req *r, int rc,
+		    const struct s3_error *e, const struct ost_put_cond *cond)
+{
+	long st = r->x.status;
+
+	if (rc < 0) {
+		ch5_err("objstore: s3 %s %s: no answer from %s://%s: %s",
+			r->method, r->key ? r->key : "(bucket)", s->scheme,
+			s->hostport, strerror(-rc));
+		return rc == -ECONNREFUSED || rc == -ECONNRESET ||
+				       rc == -EHOSTUNREACH
+			       ? -EIO
+			       : rc;
+	}
+	if (st >= 200 && st < 300)
+		return 0;
+	if (st == 404 && (!e->code[0] || !strcmp(e->code, "NoSuchKey")))
+		return -ENOENT;
+	if (st == 412 || st == 409) {
+		if (cond && (cond->flags & OST_PUT_IF_NONE_MATCH))
+			return -EEXIST;
+		if (cond && cond->if_match[0])
+			return -ESTALE;
+	}
+	ch5_err("objstore: s3 %s %s: HTTP %ld %s%s%s", r->method,
+		r->key ? r->key : "(bucket)", st, e->code,
+		e->message[0] ? ": " : "", e->message);
+	switch (st) {
+	case 400:
+		return -EINVAL;
+	case 401:
+	case 403:
+		return -EACCES;
+	case 404: /* NoSuchBucket */
+		return -ENOENT;
+	case 408:
+	case 504:
+		return -ETIMEDOUT;
+	case 411:
+	case 413:
+		return -EINVAL;
+	case 507:
+		return -ENOSPC;
+	default:
+		return -EIO;
+	}
+}
+
+static void fill_info(const struct ost_http_xfer *x, struct ost_info *info,
+		      uint64_t size)
+{
+	memset(info, 0, sizeof(*info));
+	info->size = size;
+	info->mtime_ns = http_date_ns(x->last_modified);
+	snprintf(info->etag, sizeof(info->etag), "%s", x->etag);
+}
+
+/* --- operations ---------------------------------------------------- */
+
+static int s3_head(void *priv, const char *key, struct ost_info *info)
+{
+	struct s3 *s = priv;
+	struct s3_req r = { .method = "HEAD", .key = key, .body_fd = -1 };
+	struct s3_error e;
+	int rc = s3_send(s, &r, &e);
+
+	rc = s3_errno(s, &r, rc, &e, NULL);
+	if (rc == 0 && info)
+		fill_info(&r.x, info, r.x.content_length > 0
+					      ? (uint64_t)r.x.content_length
+					      : 0);
+	free(r.x.text);
+	return rc;
+}
+
+static int s3_get(void *priv, const char *key, uint64_t off, void *buf,
+		  size_t len, size_t *got, struct ost_info *info)
+{
+	struct s3 *s = priv;
+	struct s3_req r = { .method = "GET", .key = key, .body_fd = -1 };
+	struct s3_error e;
+	char range[64];
+	uint64_t total = 0;
+	int rc;
+
+	*got = 0;
+	if (!len)
+		return info ? s3_head(priv, key, info) : 0;
+	snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, off,
+		 off + len - 1);
+	r.hdr[r.n_hdr++] = (struct sigv4_kv){ "range", range };
+	r.x.buf = buf;
+	r.x.buf_cap = len;
+	r.x.skip_if_full = off;
+	r.x.text_max = 64 << 10; /* error pages only */
+	rc = s3_send(s, &r, &e);
+	if (rc == 0 && r.x.status == 416) {
+		/* At or past the end: nothing to read. */
+		free(r.x.text);
+		return info ? s3_head(priv, key, info) : 0;
+	}
+	rc = s3_errno(s, &r, rc, &e, NULL);
+	if (rc == 0) {
+		const char *slash = strchr(r.x.content_range, '/');
+
+		*got = r.x.got;
+		if (r.x.status == 206 && slash)
+			total = strtoull(slash + 1, NULL, 10);
+		else if (r.x.content_length >= 0)
+			total = r.x.content_length;
+		if (info)
+			fill_info(&r.x, info, total);
+	}
+	free(r.x.text);
+	return rc;
+}
+
+struct upload_id {
+	char id[512];
+	char etag[128];
+	int64_t mtime_ns;
+};
+
+static void on_multipart_xml(void *arg, const char *parent, const char *name,
+			     const char *text)
+{
+	struct upload_id *u = arg;
+
+	if (!strcmp(name, "UploadId"))
+		snprintf(u->id, sizeof(u->id), "%s", text);
+	else if (!strcmp(name, "ETag") && (!strcmp(parent,
+						    "CompleteMultipartUploadResult") ||
+					   !strcmp(parent, "CopyObjectResult")))
+		snprintf(u->etag, sizeof(u->etag), "%s", text);
+	else if (!strcmp(name, "LastModified") &&
+		 !strcmp(parent, "CopyObjectResult"))
+		u->mtime_ns = iso_date_ns(text);
+}
+
+static void strip_quotes(char *s)
+{
+	size_t n = strlen(s);
+
+	if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
+		memmove(s, s + 1, n - 2);
+		s[n - 2] = '\0';
+	}
+}
+
+static int put_multipart(struct s3 *s, const char *key,
+			 const struct ost_body *body, struct ost_info *info)
+{
+	struct upload_id u = { 0 };
+	struct s3_req r = { .method = "POST", .key = key, .body_fd = -1 };
+	struct s3_error e;
+	uint64_t nparts = (body->len + s->part_size - 1) / s->part_size, i;
+	char (*etags)[128] = calloc(nparts, sizeof(*etags));
+	char *xml = NULL;
+	size_t xl = 0, xcap = 0;
+	int rc;
+
+	if (!etags)
+		return -ENOMEM;
+	r.query[r.n_query++] = (struct sigv4_kv){ "uploads", "" };
+	rc = s3_errno(s, &r, s3_send(s, &r, &e), &e, NULL);
+	if (rc == 0 &&
+	    (xml_parse(r.x.text, r.x.text_len, on_multipart_xml, &u) < 0 ||
+	     !u.id[0]))
+		rc = -EIO;
+	free(r.x.text);
+	if (rc < 0)
+		goto out_free;
+	for (i = 0; i < nparts && rc == 0; i++) {
+		struct s3_req p = { .method = "PUT", .key = key };
+		char num[24];
+		uint64_t off = i * s->part_size;
+
+		snprintf(num, sizeof(num), "%" PRIu64, i + 1);
+		p.query[p.n_query++] = (struct sigv4_kv){ "partNumber", num };
+		p.query[p.n_query++] = (struct sigv4_kv){ "uploadId", u.id };
+		p.body = body->buf ? (const char *)body->buf + off : NULL;
+		p.body_fd = body->fd;
+		p.body_off = body->fd_off + off;
+		p.body_len = body->len - off < s->part_size ? body->len - off
+							    : s->part_size;
+		rc = s3_errno(s, &p, s3_send(s, &p, &e), &e, NULL);
+		snprintf(etags[i], sizeof(etags[i]), "%s", p.x.etag);
+		free(p.x.text);
+	}
+	if (rc == 0) {
+		/* CompleteMultipartUpload. */
+		for (i = 0; i <= nparts; i++) {
+			char part[256];
+			int n = i < nparts
+					? snprintf(part, sizeof(part),
+						   "<Part><PartNumber>%" PRIu64
+						   "</PartNumber><ETag>\"%s\""
+						   "</ETag></Part>",
+						   i + 1, etags[i])
+					: snprintf(part, sizeof(part),
+						   "</CompleteMultipartUpload>");
+
+			if (xl + n + 64 > xcap) {
+				char *nx = realloc(xml, xcap = 2 * xcap + 4096);
+
+				if (!nx) {
+					rc = -ENOMEM;
+					break;
+				}
+				xml = nx;
+				if (!xl)
+					xl = snprintf(xml, xcap,
+						      "<CompleteMultipartUpload>");
+			}
+			memcpy(xml + xl, part, n + 1);
+			xl += n;
+		}
+	}
+	if (rc == 0) {
+		struct s3_req c = { .method = "POST", .key = key,
+				    .body_fd = -1 };
+
+		c.query[c.n_query++] = (struct sigv4_kv){ "uploadId", u.id };
+		c.body = xml;
+		c.body_len = xl;
+		rc = s3_errno(s, &c, s3_send(s, &c, &e), &e, NULL);
+		/* An error can come inside a 200 answer. */
+		if (rc == 0 && c.x.text &&
+		    xml_parse(c.x.text, c.x.text_len, on_error_xml, &e) == 0 &&
+		    e.code[0]) {
+			ch5_err("objstore: s3 complete multipart %s: %s", key,
+				e.code);
+			rc = -EIO;
+		}
+		if (rc == 0)
+			xml_parse(c.x.text, c.x.text_len, on_multipart_xml,
+				  &u);
+		free(c.x.text);
+	}
+	if (rc < 0) {
+		struct s3_req a = { .method = "DELETE", .key = key,
+				    .body_fd = -1 };
+
+		a.query[a.n_query++] = (struct sigv4_kv){ "uploadId", u.id };
+		if (s3_errno(s, &a, s3_send(s, &a, &e), &e, NULL) < 0)
+			ch5_warn("objstore: s3: cannot abort the multipart "
+				 "upload of %s", key);
+		free(a.x.text);
+	} else if (info) {
+		memset(info, 0, sizeof(*info));
+		info->size = body->len;
+		info->mtime_ns = ost_now_ns();
+		strip_quotes(u.etag);
+		snprintf(info->etag, sizeof(info->etag), "%.79s", u.etag);
+	}
+out_free:
+	free(xml);
+	free(etags);
+	return rc;
+}
+
+static int s3_put(void *priv, const char *key, const struct ost_body *body,
+		  const struct ost_put_cond *cond, struct ost_info *info)
+{
+	struct s3 *s = priv;
+	struct s3_req r = { .method = "PUT", .key = key };
+	struct s3_error e;
+	bool conditional = cond && ((cond->flags & OST_PUT_IF_NONE_MATCH) ||
+				    cond->if_match[0]);
+	int rc;
+
+	if (body->len > s->multipart_threshold && !conditional)
+		return put_multipart(s, key, body, info);
+	r.body = body->buf;
+	r.body_fd = body->fd;
+	r.body_off = body->fd_off;
+	r.body_len = body->len;
+	if (cond && (cond->flags & OST_PUT_IF_NONE_MATCH))
+		r.hdr[r.n_hdr++] = (struct sigv4_kv){ "if-none-match", "*" };
+	else if (cond && cond->if_match[0])
+		r.hdr[r.n_hdr++] = (struct sigv4_kv){ "if-match",
+						      cond->if_match };
+	r.x.text_max = 64 << 10;
+	rc = s3_errno(s, &r, s3_send(s, &r, &e), &e, cond);
+	if (rc == 0 && info) {
+		memset(info, 0, sizeof(*info));
+		info->size = body->len;
+		info->mtime_ns = ost_now_ns();
+		snprintf(info->etag, sizeof(info->etag), "%s", r.x.etag);
+	}
+	free(r.x.text);
+	return rc;
+}
+
+struct list_state {
+	struct s3 *s;
+	struct ost_list_result *res;
+	size_t cap_obj, cap_pfx;
+	bool url_encoded, truncated;
+	char next[4096];
+	struct ost_list_entry cur; /* the <Contents> being read */
+	char cur_key[OST_KEY_MAX + 1];
+	int rc;
+};
+
+/* Strip the store's prefix from a listed key (decoding it first). */
+static const char *list_key(struct list_state *l, const char *text,
+			    char *buf, size_t size)
+{
+	size_t pl = strlen(l->s->prefix);
+
+	if (l->url_encoded)
+		url_decode(text, buf, size);
+	else
+		snprintf(buf, size, "%s", text);
+	return strncmp(buf, l->s->prefix, pl) ? NULL : buf + pl;
+}
+
+static void on_list_xml(void *arg, const char *parent, const char *name,
+			const char *text)
+{
+	struct list_state *l = arg;
+	struct ost_list_result *res = l->res;
+	char buf[OST_KEY_MAX * 3 + 64];
+	const char *k;
+
+	if (l->rc)
+		return;
+	if (!strcmp(name, "EncodingType")) {
+		l->url_encoded = !strcasecmp(text, "url");
+	} else if (!strcmp(name, "IsTruncated")) {
+		l->truncated = !strcmp(text, "true");
+	} else if (!strcmp(name, "NextContinuationToken")) {
+		snprintf(l->next, sizeof(l->next), "%s", text);
+	} else if (!strcmp(parent, "Contents")) {
+		if (!strcmp(name, "Key")) {
+			k = list_key(l, text, buf, sizeof(buf));
+			snprintf(l->cur_key, sizeof(l->cur_key), "%s",
+				 k ? k : "");
+		} else if (!strcmp(name, "Size")) {
+			l->cur.info.size = strtoull(text, NULL, 10);
+		} else if (!strcmp(name, "LastModified")) {
+			l->cur.info.mtime_ns = iso_date_ns(text);
+		} else if (!strcmp(name, "ETag")) {
+			snprintf(l->cur.info.etag, sizeof(l->cur.info.etag),
+				 "%s", text);
+			strip_quotes(l->cur.info.etag);
+		}
+	} else if (!strcmp(name, "Contents")) {
+		if (l->cur_key[0]) {
+			if (res->n_objects == l->cap_obj) {
+				size_t nc = l->cap_obj ? 2 * l->cap_obj : 64;
+				void *n = realloc(res->objects,
+						  nc * sizeof(*res->objects));
+
+				if (!n) {
+					l->rc = -ENOMEM;
+					return;
+				}
+				res->objects = n;
+				l->cap_obj = nc;
+			}
+			l->cur.key = strdup(l->cur_key);
+			if (!l->cur.key) {
+				l->rc = -ENOMEM;
+				return;
+			}
+			res->objects[res->n_objects++] = l->cur;
+		}
+		memset(&l->cur, 0, sizeof(l->cur));
+		l->cur_key[0] = '\0';
+	} else if (!strcmp(parent, "CommonPrefixes") &&
+		   !strcmp(name, "Prefix")) {
+		k = list_key(l, text, buf, sizeof(buf));
+		if (!k || !*k)
+			return;
+		if (res->n_prefixes == l->cap_pfx) {
+			size_t nc = l->cap_pfx ? 2 * l->cap_pfx : 64;
+			void *n = realloc(res->prefixes,
+					  nc * sizeof(*res->prefixes));
+
+			if (!n) {
+				l->rc = -ENOMEM;
+				return;
+			}
+			res->prefixes = n;
+			l->cap_pfx = nc;
+		}
+		res->prefixes[res->n_prefixes] = strdup(k);
+		if (!res->prefixes[res->n_prefixes])
+			l->rc = -ENOMEM;
+		else
+			res->n_prefixes++;
+	}
+}
+
+static int s3_list(void *priv, const char *prefix, const char *delimiter,
+		   const char *token, size_t max_keys,
+		   struct ost_list_result *res)
+{
+	struct s3 *s = priv;
+	struct s3_req r = { .method = "GET", .key = NULL, .body_fd = -1 };
+	struct list_state l = { .s = s, .res = res };
+	struct s3_error e;
+	char full[OST_KEY_MAX + 512], maxk[24];
+	int rc;
+
+	snprintf(full, sizeof(full), "%s%s", s->prefix, prefix ? prefix : "");
+	snprintf(maxk, sizeof(maxk), "%zu", max_keys ? max_keys : 1000);
+	r.query[r.n_query++] = (struct sigv4_kv){ "list-type", "2" };
+	r.query[r.n_query++] = (struct sigv4_kv){ "prefix", full };
+	r.query[r.n_query++] = (struct sigv4_kv){ "max-keys", maxk };
+	r.query[r.n_query++] = (struct sigv4_kv){ "encoding-type", "url" };
+	if (delimiter && *delimiter)
+		r.query[r.n_query++] = (struct sigv4_kv){ "delimiter",
+							  delimiter };
+	if (token)
+		r.query[r.n_query++] = (struct sigv4_kv){ "continuation-token",
+							  token };
+	rc = s3_errno(s, &r, s3_send(s, &r, &e), &e, NULL);
+	if (rc == 0) {
+		rc = xml_parse(r.x.text, r.x.text_len, on_list_xml, &l);
+		if (rc == 0)
+			rc = l.rc;
+		if (rc == 0 && l.truncated) {
+			res->next_token = strdup(l.next);
+			if (!res->next_token || !l.next[0])
+				rc = l.next[0] ? -ENOMEM : -EPROTO;
+		}
+		if (rc == -EPROTO)
+			ch5_err("objstore: s3: a LIST answer did not parse");
+		if (rc < 0)
+			ost_list_result_release(res);
+	}
+	free(r.x.text);
+	return rc == -EPROTO ? -EIO : rc;
+}
+
+static int s3_del(void *priv, const char *key)
+{
+	struct s3 *s = priv;
+	struct s3_req r = { .method = "DELETE", .key = key, .body_fd = -1 };
+	struct s3_error e;
+	int rc = s3_errno(s, &r, s3_send(s, &r, &e), &e, NULL);
+
+	free(r.x.text);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+static int s3_copy(void *priv, const char *src, const char *dst)
+{
+	struct s3 *s = priv;
+	struct s3_req r = { .method = "PUT", .key = dst, .body_fd = -1 };
+	struct upload_id u = { 0 };
+	struct s3_error e = { 0 };
+	char path[OST_KEY_MAX + 512], enc[3 * OST_KEY_MAX + 1024];
+	int rc;
+
+	snprintf(path, sizeof(path), "/%s/%s%s", s->bucket, s->prefix, src);
+	if (sigv4_uri_encode(path, strlen(path), true, enc, sizeof(enc)) < 0)
+		return -ENAMETOOLONG;
+	r.hdr[r.n_hdr++] = (struct sigv4_kv){ "x-amz-copy-source", enc };
+	rc = s3_errno(s, &r, s3_send(s, &r, &e), &e, NULL);
+	if (rc == 0 && r.x.text) {
+		/* An error can come inside a 200 answer. */
+		memset(&e, 0, sizeof(e));
+		xml_parse(r.x.text, r.x.text_len, on_error_xml, &e);
+		xml_parse(r.x.text, r.x.text_len, on_multipart_xml, &u);
+		if (e.code[0]) {
+			ch5_err("objstore: s3 copy %s: %s %s", dst, e.code,
+				e.message);
+			rc = -EIO;
+		}
+	}
+	free(r.x.text);
+	return rc;
+}
+
+static void s3_free(void *priv)
+{
+	struct s3 *s = priv;
+
+	if (!s)
+		return;
+	ost_http_free(s->http);
+	free(s->scheme);
+	free(s->hostport);
+	free(s->region);
+	free(s->bucket);
+	free(s->prefix);
+	free(s->access_key);
+	if (s->secret_key) {
+		OPENSSL_cleanse(s->secret_key, strlen(s->secret_key));
+		free(s->secret_key);
+	}
+	free(s->session_token);
+	free(s);
+}
+
+static const struct ost_ops s3_ops = {
+	.name = "s3",
+	.get = s3_get,
+	.put = s3_put,
+	.head = s3_head,
+	.list = s3_list,
+	.del = s3_del,
+	.copy = s3_copy,
+	.free = s3_free,
+};
+
+int ost_s3_new(const struct ost_s3_config *cfg, struct ost_backend **out)
+{
+	struct ost_http_opts ho = { 0 };
+	struct s3 *s;
+	const char *ep, *hp;
+	char defep[128];
+	size_t pl;
+	int rc;
+
+	if (!cfg->bucket || !*cfg->bucket || !cfg->access_key ||
+	    !cfg->secret_key) {
+		ch5_err("objstore: s3: %s", !cfg->bucket || !*cfg->bucket
+						    ? "no bucket given"
+						    : "no credentials (access "
+						      "key and secret)");
+		return -EINVAL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->region = strdup(cfg->region && *cfg->region ? cfg->region
+						       : "us-east-1");
+	if (cfg->endpoint && *cfg->endpoint) {
+		ep = cfg->endpoint;
+	} else {
+		snprintf(defep, sizeof(defep), "https://s3.%s.amazonaws.com",
+			 s->region ? s->region : "us-east-1");
+		ep = defep;
+	}
+	hp = strstr(ep, "://");
+	if (!hp || !hp[3] ||
+	    (strncmp(ep, "http://", 7) && strncmp(ep, "https://", 8))) {
+		ch5_err("objstore: s3: bad endpoint '%s' (want http://HOST[:PORT]"
+			" or https://...)",
+			ep);
+		s3_free(s);
+		return -EINVAL;
+	}
+	s->scheme = strndup(ep, hp - ep);
+	s->hostport = strndup(hp + 3, strcspn(hp + 3, "/"));
+	pl = cfg->prefix ? strlen(cfg->prefix) : 0;
+	s->prefix = malloc(pl + 2);
+	if (s->prefix) {
+		memcpy(s->prefix, cfg->prefix ? cfg->prefix : "", pl);
+		while (pl && s->prefix[0] == '/') {
+			memmove(s->prefix, s->prefix + 1, pl);
+			pl--;
+		}
+		if (pl && s->prefix[pl - 1] != '/')
+			s->prefix[pl++] = '/';
+		s->prefix[pl] = '\0';
+	}
+	s->bucket = strdup(cfg->bucket);
+	s->access_key = strdup(cfg->access_key);
+	s->secret_key = strdup(cfg->secret_key);
+	s->session_token = cfg->session_token && *cfg->session_token
+				   ? strdup(cfg->session_token)
+				   : NULL;
+	s->virtual_host = cfg->virtual_host;
+	s->signed_payloads = cfg->signed_payloads;
+	s->retries = cfg->retries ? cfg->retries : 4;
+	s->multipart_threshold = cfg->multipart_threshold
+					 ? cfg->multipart_threshold
+					 : 64ULL << 20;
+	s->part_size = cfg->part_size ? cfg->part_size : 16ULL << 20;
+	if (s->part_size < (5u << 20))
+		s->part_size = 5u << 20; /* S3's smallest part */
+	if (!s->region || !s->scheme || !s->hostport || !s->prefix ||
+	    !s->bucket || !s->access_key || !s->secret_key ||
+	    (cfg->session_token && *cfg->session_token &&
+	     !s->session_token)) {
+		s3_free(s);
+		return -ENOMEM;
+	}
+	if (cfg->insecure && !strcmp(s->scheme, "https"))
+		ch5_warn("objstore: s3: TLS certificates are not verified "
+			 "(insecure)");
+	ho.max_connections = cfg->max_connections ? cfg->max_connections
+						  : 16;
+	ho.insecure = cfg->insecure;
+	rc = ost_http_new(&ho, &s->http);
+	if (rc < 0) {
+		s3_free(s);
+		return rc;
+	}
+	*out = ost_backend_alloc(&s3_ops, s);
+	if (!*out) {
+		s3_free(s);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static bool env_true(const char *v)
+{
+	return v && (!strcasecmp(v, "1") || !strcasecmp(v, "true") ||
+		     !strcasecmp(v, "yes") || !strcasecmp(v, "on"));
+}
+
+int ost_s3_config_env(const char *url, struct ost_s3_config *cfg, char *buf,
+		      size_t size)
+{
+	const char *b, *v;
+	size_t bl;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (strncmp(url, "s3://", 5)) {
+		ch5_err("objstore: %s: not an s3:// URL", url);
+		return -EINVAL;
+	}
+	b = url + 5;
+	bl = strcspn(b, "/");
+	if (!bl || bl + 2 > size) {
+		ch5_err("objstore: %s: no bucket", url);
+		return -EINVAL;
+	}
+	memcpy(buf, b, bl);
+	buf[bl] = '\0';
+	cfg->bucket = buf;
+	cfg->prefix = b[bl] ? b + bl + 1 : "";
+	cfg->endpoint = getenv("AWS_ENDPOINT_URL_S3");
+	if (!cfg->endpoint || !*cfg->endpoint)
+		cfg->endpoint = getenv("AWS_ENDPOINT_URL");
+	cfg->region = getenv("AWS_REGION");
+	if (!cfg->region || !*cfg->region)
+		cfg->region = getenv("AWS_DEFAULT_REGION");
+	cfg->access_key = getenv("AWS_ACCESS_KEY_ID");
+	cfg->secret_key = getenv("AWS_SECRET_ACCESS_KEY");
+	cfg->session_token = getenv("AWS_SESSION_TOKEN");
+	v = getenv("AWS_S3_ADDRESSING_STYLE");
+	cfg->virtual_host = v && !strcasecmp(v, "virtual");
+	cfg->signed_payloads = env_true(getenv("AWS_SIGNED_PAYLOADS"));
+	v = getenv("AWS_USE_TLS");
+	if (v && cfg->endpoint && !env_true(v) &&
+	    !strncmp(cfg->endpoint, "https://", 8)) {
+		ch5_err("objstore: AWS_USE_TLS=%s but the endpoint is https",
+			v);
+		return -EINVAL;
+	}
+	return 0;
+}
