@@ -19,6 +19,7 @@
 
 #include "fs_int.h"
 #include "spool.h"
+#include "s3.h"
 #include "log.h"
 
 extern const struct fuse_lowlevel_ops fs_ops;
@@ -27,6 +28,9 @@ extern const struct fuse_lowlevel_ops fs_ops;
 struct raw_opts {
 	char *cache_size, *cache_block, *block_size, *readahead;
 	char *uid, *gid, *umask, *attr_timeout, *spool_dir, *fault;
+	/* S3 */
+	char *endpoint, *region, *addressing, *passwd_file, *profile;
+	int signed_payloads, insecure;
 	unsigned threads;
 	int foreground, debug, help, version;
 	char *source, *mountpoint;
@@ -43,6 +47,13 @@ static const struct fuse_opt opt_table[] = {
 	OPT("gid=%s", gid),
 	OPT("umask=%s", umask),
 	OPT("attr_timeout=%s", attr_timeout),
+	OPT("endpoint=%s", endpoint),
+	OPT("region=%s", region),
+	OPT("addressing=%s", addressing),
+	OPT("passwd_file=%s", passwd_file),
+	OPT("profile=%s", profile),
+	OPT("signed_payloads", signed_payloads),
+	OPT("insecure", insecure),
 	FUSE_OPT_KEY("spool_dir=", 2),
 	FUSE_OPT_KEY("fault=", 3),
 	OPT("-f", foreground),
@@ -58,7 +69,8 @@ static const struct fuse_opt opt_table[] = {
 static const char usage[] =
 	"usage: mount.cloudh5 SOURCE MOUNTPOINT [-f] [-d] [-o opt[,opt...]]\n"
 	"\n"
-	"SOURCE: file:///DIR (a local directory used as an object store)\n"
+	"SOURCE: file:///DIR (a local directory used as an object store),\n"
+	"        BUCKET, BUCKET:/PREFIX or s3://BUCKET/PREFIX (S3)\n"
 	"\n"
 	"options:\n"
 	"  -f                   stay in the foreground\n"
@@ -73,6 +85,14 @@ static const char usage[] =
 	"  -o attr_timeout=S    seconds attributes are cached (1)\n"
 	"  -o uid=N,gid=N,umask=M  owner and permissions shown\n"
 	"  -o fault=SPEC        inject store faults (testing)\n"
+	"S3 (else from AWS_* variables, then ~/.aws/credentials and config):\n"
+	"  -o endpoint=URL      http[s]://host[:port] of an S3-compatible store\n"
+	"  -o region=R          signing region (us-east-1)\n"
+	"  -o addressing=path|virtual  bucket in the path or the host name\n"
+	"  -o passwd_file=F     ACCESS:SECRET or BUCKET:ACCESS:SECRET (mode 600)\n"
+	"  -o profile=P         profile of ~/.aws/credentials (default)\n"
+	"  -o signed_payloads   sign PUT bodies (else UNSIGNED-PAYLOAD)\n"
+	"  -o insecure          do not verify TLS certificates\n"
 	"  plus the FUSE options, e.g. allow_other, ro\n";
 
 static int opt_proc(void *data, const char *arg, int key,
@@ -389,8 +409,22 @@ int main(int argc, char *argv[])
 			raw.mountpoint, strerror(errno));
 		goto out;
 	}
-	if (ost_open_url(ctx.cfg.source, ctx.cfg.fault, ctx.cfg.threads,
-			 &ctx.st) < 0) {
+	{
+		struct ost_s3_opts s3 = {
+			.endpoint = raw.endpoint,
+			.region = raw.region,
+			.addressing = raw.addressing,
+			.passwd_file = raw.passwd_file,
+			.profile = raw.profile,
+			.signed_payloads = raw.signed_payloads ? 1 : -1,
+			.insecure = raw.insecure,
+		};
+
+		if (ost_open_source(ctx.cfg.source, &s3, ctx.cfg.fault,
+				    ctx.cfg.threads, &ctx.st) < 0)
+			ctx.st = NULL;
+	}
+	if (!ctx.st) {
 		fprintf(stderr, "mount.cloudh5: cannot open the store %s\n",
 			ctx.cfg.source);
 		goto out;
@@ -450,6 +484,11 @@ out:
 	free(raw.attr_timeout);
 	free(raw.spool_dir);
 	free(raw.fault);
+	free(raw.endpoint);
+	free(raw.region);
+	free(raw.addressing);
+	free(raw.passwd_file);
+	free(raw.profile);
 	free(raw.source);
 	free(raw.mountpoint);
 	free(abs_mnt);

@@ -397,7 +397,7 @@ static int curl_errno(int cc)
 	case CURLE_PEER_FAILED_VERIFICATION:
 	case CURLE_SSL_CACERT_BADFILE:
 	case CURLE_SSL_CONNECT_ERROR:
-		return -EACCES;
+		return -EPROTO; /* TLS: certificate or handshake */
 	case CURLE_OUT_OF_MEMORY:
 		return -ENOMEM;
 	default:

@@ -69,8 +69,9 @@ void ost_http_free(struct ost_http *h);
 /* Run one transfer and wait for it.  Returns 0 when an HTTP answer came
  * (whatever its status), or a negative errno when none did: -ETIMEDOUT
  * (connect or low-speed timeout), -ECONNREFUSED, -EHOSTUNREACH (DNS or
- * routing), -ECONNRESET (the connection broke), -EACCES (TLS verification
- * failed), -EIO (other libcurl errors, logged), -ENOMEM, -ESHUTDOWN. */
+ * routing), -ECONNRESET (the connection broke), -EPROTO (TLS handshake or
+ * certificate verification failed), -EIO (other libcurl errors), -ENOMEM,
+ * -ESHUTDOWN. */
 int ost_http_run(struct ost_http *h, struct ost_http_xfer *x);
 
 #endif

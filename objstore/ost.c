@@ -23,6 +23,8 @@
 #include "ost_int.h"
 #include "s3.h"
 
+#include <openssl/crypto.h>
+
 #include "log.h"
 
 #define OST_DEFAULT_THREADS 8
@@ -496,6 +498,11 @@ static int start_workers_locked(struct ost *st)
 	unsigned i;
 	int rc;
 
+	/* After a fork the parent's workers are gone but the condition
+	 * variable still counts them as waiters: a signal would go to a
+	 * ghost.  Start it afresh (nobody can be waiting on it here). */
+	if (st->pid)
+		pthread_cond_init(&st->work, NULL);
 	st->pid = getpid();
 	st->nstarted = 0;
 	for (i = 0; i < st->nthreads; i++) {
@@ -820,6 +827,13 @@ int ost_copy(struct ost *st, const char *src, const char *dst)
 int ost_open_url(const char *url, const char *fault_spec, unsigned nthreads,
 		 struct ost **out)
 {
+	return ost_open_source(url, NULL, fault_spec, nthreads, out);
+}
+
+int ost_open_source(const char *url, const struct ost_s3_opts *s3,
+		    const char *fault_spec, unsigned nthreads,
+		    struct ost **out)
+{
 	struct ost_backend *be = NULL, *wrapped;
 	struct ost_fault_cfg cfg;
 	int rc;
@@ -843,16 +857,19 @@ int ost_open_url(const char *url, const char *fault_spec, unsigned nthreads,
 		rc = ost_local_new(url, &be);
 	} else if (strcmp(url, "mem://") == 0) {
 		rc = ost_mem_new(&be);
-	} else if (strncmp(url, "s3://", 5) == 0) {
-		struct ost_s3_config sc;
-		char buf[256];
+	} else if (ost_s3_source(url)) {
+		struct ost_s3_resolved *r = calloc(1, sizeof(*r));
 
-		rc = ost_s3_config_env(url, &sc, buf, sizeof(buf));
+		rc = r ? ost_s3_resolve(url, s3, r) : -ENOMEM;
 		if (rc == 0)
-			rc = ost_s3_new(&sc, &be);
+			rc = ost_s3_new(&r->cfg, &be);
+		if (r)
+			OPENSSL_cleanse(r, sizeof(*r));
+		free(r);
 	} else {
 		ch5_err("objstore: %s: unsupported store URL (file:///dir, "
-			"/dir, s3://bucket[/prefix] or mem://)",
+			"/dir, BUCKET[:/PREFIX], s3://BUCKET[/PREFIX] or "
+			"mem://)",
 			url);
 		return -EINVAL;
 	}

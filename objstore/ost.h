@@ -209,12 +209,21 @@ int ost_fault_new(struct ost_backend *inner, const struct ost_fault_cfg *cfg,
  * (daemonize) and go on using it in the child.  Returns 0 or -errno. */
 int ost_new(struct ost_backend *be, unsigned nthreads, struct ost **out);
 
-/* Open a store from a URL: "file:///abs/dir" or "mem://".  `fault_spec` is
- * NULL or an ost_fault_parse() string that wraps the backend.  Returns 0,
- * -EINVAL for a URL it does not understand (and logs why), or the backend's
- * error. */
+/* Open a store from a URL: "file:///abs/dir" or "mem://", or an S3 bucket
+ * (see ost_open_source).  `fault_spec` is NULL or an ost_fault_parse()
+ * string that wraps the backend.  Returns 0, -EINVAL for a URL it does not
+ * understand (and logs why), or the backend's error. */
 int ost_open_url(const char *url, const char *fault_spec, unsigned nthreads,
 		 struct ost **out);
+
+struct ost_s3_opts;
+
+/* Like ost_open_url(), with the S3 mount options `s3` (may be NULL) for a
+ * source naming an S3 bucket: s3://BUCKET[/PREFIX], BUCKET[:/PREFIX]
+ * (settings resolved by ost_s3_resolve() in s3.h).  No request is made. */
+int ost_open_source(const char *source, const struct ost_s3_opts *s3,
+		    const char *fault_spec, unsigned nthreads,
+		    struct ost **out);
 
 /* Wait for every submitted request to complete, stop the pool and free the
  * store.  NULL is a no-op.  Queued requests still run; a completion that

@@ -434,7 +434,7 @@ static int s3_errno(struct s3 *s, const struct s3_req *r, int rc,
 			r->method, r->key ? r->key : "(bucket)", s->scheme,
 			s->hostport, strerror(-rc));
 		return rc == -ECONNREFUSED || rc == -ECONNRESET ||
-				       rc == -EHOSTUNREACH
+				       rc == -EHOSTUNREACH || rc == -EPROTO
 			       ? -EIO
 			       : rc;
 	}
@@ -1023,55 +1023,6 @@ int ost_s3_new(const struct ost_s3_config *cfg, struct ost_backend **out)
 	if (!*out) {
 		s3_free(s);
 		return -ENOMEM;
-	}
-	return 0;
-}
-
-static bool env_true(const char *v)
-{
-	return v && (!strcasecmp(v, "1") || !strcasecmp(v, "true") ||
-		     !strcasecmp(v, "yes") || !strcasecmp(v, "on"));
-}
-
-int ost_s3_config_env(const char *url, struct ost_s3_config *cfg, char *buf,
-		      size_t size)
-{
-	const char *b, *v;
-	size_t bl;
-
-	memset(cfg, 0, sizeof(*cfg));
-	if (strncmp(url, "s3://", 5)) {
-		ch5_err("objstore: %s: not an s3:// URL", url);
-		return -EINVAL;
-	}
-	b = url + 5;
-	bl = strcspn(b, "/");
-	if (!bl || bl + 2 > size) {
-		ch5_err("objstore: %s: no bucket", url);
-		return -EINVAL;
-	}
-	memcpy(buf, b, bl);
-	buf[bl] = '\0';
-	cfg->bucket = buf;
-	cfg->prefix = b[bl] ? b + bl + 1 : "";
-	cfg->endpoint = getenv("AWS_ENDPOINT_URL_S3");
-	if (!cfg->endpoint || !*cfg->endpoint)
-		cfg->endpoint = getenv("AWS_ENDPOINT_URL");
-	cfg->region = getenv("AWS_REGION");
-	if (!cfg->region || !*cfg->region)
-		cfg->region = getenv("AWS_DEFAULT_REGION");
-	cfg->access_key = getenv("AWS_ACCESS_KEY_ID");
-	cfg->secret_key = getenv("AWS_SECRET_ACCESS_KEY");
-	cfg->session_token = getenv("AWS_SESSION_TOKEN");
-	v = getenv("AWS_S3_ADDRESSING_STYLE");
-	cfg->virtual_host = v && !strcasecmp(v, "virtual");
-	cfg->signed_payloads = env_true(getenv("AWS_SIGNED_PAYLOADS"));
-	v = getenv("AWS_USE_TLS");
-	if (v && cfg->endpoint && !env_true(v) &&
-	    !strncmp(cfg->endpoint, "https://", 8)) {
-		ch5_err("objstore: AWS_USE_TLS=%s but the endpoint is https",
-			v);
-		return -EINVAL;
 	}
 	return 0;
 }

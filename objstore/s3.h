@@ -50,13 +50,42 @@ struct ost_s3_config {
  * -ENOMEM. */
 int ost_s3_new(const struct ost_s3_config *cfg, struct ost_backend **out);
 
-/* Fill *cfg from an "s3://bucket/prefix" URL and the environment
- * (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS_REGION, AWS_DEFAULT_REGION,
- * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
- * AWS_S3_ADDRESSING_STYLE=path|virtual, AWS_SIGNED_PAYLOADS, AWS_USE_TLS).
- * Strings point into `buf` (size bytes) or the environment.  Returns 0 or
- * -EINVAL (message logged). */
-int ost_s3_config_env(const char *url, struct ost_s3_config *cfg, char *buf,
-		      size_t size);
+/* S3 settings given as mount options; NULL (or -1) = not given. */
+struct ost_s3_opts {
+	const char *endpoint;	 /* http[s]://host[:port] or host[:port] */
+	const char *region;
+	const char *addressing;	 /* "path", "virtual" or "auto" */
+	const char *passwd_file; /* ACCESS:SECRET or BUCKET:ACCESS:SECRET */
+	const char *profile;	 /* of ~/.aws/credentials and ~/.aws/config */
+	int signed_payloads;	 /* -1, 0 or 1 */
+	bool insecure;
+};
+
+/* Settings resolved for one mount; cfg's strings point into the arrays
+ * (wipe the struct after use: it holds the secret). */
+struct ost_s3_resolved {
+	struct ost_s3_config cfg;
+	char bucket[64], prefix[OST_KEY_MAX + 1], endpoint[512], region[64];
+	char access[256], secret[256], token[4096];
+};
+
+/* True if `source` names an S3 bucket (s3://..., BUCKET, BUCKET:/PREFIX),
+ * not a local directory, mem:// or an Azure container. */
+bool ost_s3_source(const char *source);
+
+/* Resolve the settings of an S3 mount of `source` (s3://BUCKET/PREFIX,
+ * BUCKET:/PREFIX or BUCKET; an empty bucket is taken from $BUCKET_NAME).
+ * Each setting comes from the first of: the mount options `o` (may be
+ * NULL), the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+ * AWS_SESSION_TOKEN, AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_S3,
+ * AWS_ENDPOINT_URL, AWS_USE_TLS, AWS_S3_ADDRESSING_STYLE,
+ * AWS_SIGNED_PAYLOADS, AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE,
+ * AWS_CONFIG_FILE), the profile of ~/.aws/credentials and ~/.aws/config;
+ * else the defaults (us-east-1, AWS's endpoint, virtual-hosted on AWS and
+ * path-style elsewhere, UNSIGNED-PAYLOAD bodies).  A passwd_file that
+ * group or others may read is refused.  Returns 0, -EINVAL, -EACCES or
+ * -ENOENT, after logging why. */
+int ost_s3_resolve(const char *source, const struct ost_s3_opts *o,
+		   struct ost_s3_resolved *r);
 
 #endif

@@ -1,0 +1,365 @@
+/*
+ * s3conf.c - where the S3 backend's settings come from (see s3.h):
+ * mount options, then the environment, then ~/.aws/credentials and
+ * ~/.aws/config, then defaults.
+ */
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "s3.h"
+#include "log.h"
+
+static const char *env(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : NULL;
+}
+
+static int copy(char *dst, size_t size, const char *src, const char *what)
+{
+	if (!src)
+		return 0;
+	if (strlen(src) >= size) {
+		ch5_err("objstore: s3: %s is too long", what);
+		return -EINVAL;
+	}
+	memcpy(dst, src, strlen(src) + 1);
+	return 0;
+}
+
+static int truth(const char *v, const char *what, int *out)
+{
+	if (!v)
+		return 0;
+	if (!strcasecmp(v, "1") || !strcasecmp(v, "true") ||
+	    !strcasecmp(v, "yes") || !strcasecmp(v, "on"))
+		*out = 1;
+	else if (!strcasecmp(v, "0") || !strcasecmp(v, "false") ||
+		 !strcasecmp(v, "no") || !strcasecmp(v, "off"))
+		*out = 0;
+	else {
+		ch5_err("objstore: s3: %s=%s is not true or false", what, v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* What a profile of ~/.aws/credentials and ~/.aws/config says. */
+struct profile {
+	char access[256], secret[256], token[4096];
+	char region[64], endpoint[512], addressing[16];
+};
+
+static void trim(char *s)
+{
+	size_t n = strlen(s), i = 0;
+
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' ||
+		     s[n - 1] == '\n'))
+		s[--n] = '\0';
+	while (s[i] == ' ' || s[i] == '\t')
+		i++;
+	memmove(s, s + i, n - i + 1);
+}
+
+/* Read section `section` of the INI file at `path` into p.  A missing
+ * file is no error. */
+static void read_ini(const char *path, const char *section,
+		     struct profile *p)
+{
+	FILE *f = fopen(path, "r");
+	char line[8192];
+	bool in = false, in_s3 = false;
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		bool indented = line[0] == ' ' || line[0] == '\t';
+		char *eq;
+
+		trim(line);
+		if (!line[0] || line[0] == '#' || line[0] == ';')
+			continue;
+		if (line[0] == '[') {
+			char *end = strchr(line, ']');
+
+			if (end)
+				*end = '\0';
+			trim(line + 1);
+			in = !strcmp(line + 1, section);
+			in_s3 = false;
+			continue;
+		}
+		if (!in || !(eq = strchr(line, '=')))
+			continue;
+		*eq = '\0';
+		trim(line);
+		trim(eq + 1);
+		if (!indented)
+			in_s3 = !strcmp(line, "s3") && !eq[1];
+		if (indented && in_s3) {
+			if (!strcmp(line, "addressing_style"))
+				snprintf(p->addressing, sizeof(p->addressing),
+					 "%s", eq + 1);
+			else if (!strcmp(line, "endpoint_url"))
+				snprintf(p->endpoint, sizeof(p->endpoint),
+					 "%s", eq + 1);
+			continue;
+		}
+		if (!strcmp(line, "aws_access_key_id"))
+			snprintf(p->access, sizeof(p->access), "%s", eq + 1);
+		else if (!strcmp(line, "aws_secret_access_key"))
+			snprintf(p->secret, sizeof(p->secret), "%s", eq + 1);
+		else if (!strcmp(line, "aws_session_token"))
+			snprintf(p->token, sizeof(p->token), "%s", eq + 1);
+		else if (!strcmp(line, "region"))
+			snprintf(p->region, sizeof(p->region), "%s", eq + 1);
+		else if (!strcmp(line, "endpoint_url") && !p->endpoint[0])
+			snprintf(p->endpoint, sizeof(p->endpoint), "%s",
+				 eq + 1);
+	}
+	fclose(f);
+}
+
+static void read_profile(const char *name, struct profile *p)
+{
+	const char *home = env("HOME");
+	char path[4096], section[300];
+	const char *f;
+
+	if (!home) {
+		struct passwd *pw = getpwuid(getuid());
+
+		home = pw ? pw->pw_dir : "/";
+	}
+	f = env("AWS_SHARED_CREDENTIALS_FILE");
+	if (!f) {
+		snprintf(path, sizeof(path), "%s/.aws/credentials", home);
+		f = path;
+	}
+	read_ini(f, name, p);
+	f = env("AWS_CONFIG_FILE");
+	if (!f) {
+		snprintf(path, sizeof(path), "%s/.aws/config", home);
+		f = path;
+	}
+	if (strcmp(name, "default"))
+		snprintf(section, sizeof(section), "profile %s", name);
+	else
+		snprintf(section, sizeof(section), "default");
+	read_ini(f, section, p);
+}
+
+/* s3fs-style password file: "ACCESS:SECRET" or "BUCKET:ACCESS:SECRET"
+ * lines; a line naming the bucket wins.  It must not be readable by group
+ * or others. */
+static int read_passwd(const char *path, const char *bucket,
+		       struct ost_s3_resolved *r)
+{
+	struct stat sb;
+	char line[1024];
+	bool found = false;
+	FILE *f;
+
+	if (stat(path, &sb) < 0) {
+		ch5_err("objstore: s3: passwd_file %s: %s", path,
+			strerror(errno));
+		return -errno;
+	}
+	if (sb.st_mode & (S_IRGRP | S_IROTH | S_IWGRP | S_IWOTH)) {
+		ch5_err("objstore: s3: passwd_file %s is readable or writable "
+			"by group or others; it holds a secret: chmod 600 it",
+			path);
+		return -EACCES;
+	}
+	f = fopen(path, "r");
+	if (!f) {
+		ch5_err("objstore: s3: passwd_file %s: %s", path,
+			strerror(errno));
+		return -errno;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *a, *b, *c;
+
+		trim(line);
+		if (!line[0] || line[0] == '#')
+			continue;
+		a = line;
+		b = strchr(a, ':');
+		if (!b)
+			continue;
+		*b++ = '\0';
+		c = strchr(b, ':');
+		if (c) { /* bucket:access:secret */
+			*c++ = '\0';
+			if (strcmp(a, bucket))
+				continue;
+			snprintf(r->access, sizeof(r->access), "%.255s", b);
+			snprintf(r->secret, sizeof(r->secret), "%.255s", c);
+			found = true;
+			break;
+		}
+		if (!found) {
+			snprintf(r->access, sizeof(r->access), "%.255s", a);
+			snprintf(r->secret, sizeof(r->secret), "%.255s", b);
+			found = true;
+		}
+	}
+	fclose(f);
+	memset(line, 0, sizeof(line));
+	if (!found) {
+		ch5_err("objstore: s3: passwd_file %s has no ACCESS:SECRET line "
+			"for bucket %s",
+			path, bucket);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+bool ost_s3_source(const char *source)
+{
+	return source && strncmp(source, "file://", 7) &&
+	       strncmp(source, "mem://", 6) && strncmp(source, "az://", 5) &&
+	       source[0] != '/' && source[0] != '.';
+}
+
+int ost_s3_resolve(const char *source, const struct ost_s3_opts *o,
+		   struct ost_s3_resolved *r)
+{
+	static const struct ost_s3_opts none = { .signed_payloads = -1 };
+	struct profile p;
+	const char *b, *pfx = "", *v, *ep, *prof, *addr;
+	size_t bl;
+	int use_tls = 1, rc = 0, sp = 0;
+
+	memset(r, 0, sizeof(*r));
+	memset(&p, 0, sizeof(p));
+	if (!o)
+		o = &none;
+	/* s3://bucket/prefix, bucket:/prefix, bucket */
+	if (!strncmp(source, "s3://", 5)) {
+		b = source + 5;
+		bl = strcspn(b, "/");
+		if (b[bl])
+			pfx = b + bl + 1;
+	} else {
+		b = source;
+		bl = strcspn(b, ":");
+		if (b[bl])
+			pfx = b + bl + 1;
+	}
+	if (!bl && env("BUCKET_NAME")) { /* ArrayMorph's name for it */
+		b = env("BUCKET_NAME");
+		bl = strlen(b);
+	}
+	if (!bl || bl >= sizeof(r->bucket) || strchr(pfx, ':')) {
+		ch5_err("objstore: %s: expected BUCKET, BUCKET:/PREFIX or "
+			"s3://BUCKET/PREFIX",
+			source);
+		return -EINVAL;
+	}
+	memcpy(r->bucket, b, bl);
+	r->bucket[bl] = '\0';
+	while (*pfx == '/')
+		pfx++;
+	rc |= copy(r->prefix, sizeof(r->prefix), pfx, "the prefix");
+
+	prof = o->profile ? o->profile
+			  : env("AWS_PROFILE") ? env("AWS_PROFILE") : "default";
+	read_profile(prof, &p);
+
+	/* Credentials: passwd_file, environment, credentials file. */
+	if (o->passwd_file) {
+		int prc = read_passwd(o->passwd_file, r->bucket, r);
+
+		if (prc < 0)
+			return prc;
+	} else if (env("AWS_ACCESS_KEY_ID") && env("AWS_SECRET_ACCESS_KEY")) {
+		rc |= copy(r->access, sizeof(r->access),
+			   env("AWS_ACCESS_KEY_ID"), "AWS_ACCESS_KEY_ID");
+		rc |= copy(r->secret, sizeof(r->secret),
+			   env("AWS_SECRET_ACCESS_KEY"),
+			   "AWS_SECRET_ACCESS_KEY");
+		rc |= copy(r->token, sizeof(r->token),
+			   env("AWS_SESSION_TOKEN"), "AWS_SESSION_TOKEN");
+	} else {
+		memcpy(r->access, p.access, sizeof(r->access));
+		memcpy(r->secret, p.secret, sizeof(r->secret));
+		memcpy(r->token, p.token, sizeof(p.token));
+	}
+	if (!r->access[0] || !r->secret[0]) {
+		ch5_err("objstore: s3: no credentials: give -o passwd_file=, "
+			"set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+			"add profile [%s] to ~/.aws/credentials",
+			prof);
+		return -EINVAL;
+	}
+
+	v = o->region ? o->region
+	    : env("AWS_REGION") ? env("AWS_REGION")
+	    : env("AWS_DEFAULT_REGION") ? env("AWS_DEFAULT_REGION")
+	    : p.region[0] ? p.region : "us-east-1";
+	rc |= copy(r->region, sizeof(r->region), v, "the region");
+
+	ep = o->endpoint ? o->endpoint
+	     : env("AWS_ENDPOINT_URL_S3") ? env("AWS_ENDPOINT_URL_S3")
+	     : env("AWS_ENDPOINT_URL") ? env("AWS_ENDPOINT_URL")
+	     : p.endpoint[0] ? p.endpoint : NULL;
+	if (truth(env("AWS_USE_TLS"), "AWS_USE_TLS", &use_tls) < 0)
+		return -EINVAL;
+	if (ep && !strstr(ep, "://")) {
+		/* host[:port]: the scheme comes from AWS_USE_TLS. */
+		snprintf(r->endpoint, sizeof(r->endpoint), "%s://%s",
+			 use_tls ? "https" : "http", ep);
+	} else if (ep) {
+		if (env("AWS_USE_TLS") &&
+		    (strncmp(ep, "https://", 8) == 0) != (use_tls != 0)) {
+			ch5_err("objstore: s3: AWS_USE_TLS=%s but the endpoint "
+				"is %s",
+				env("AWS_USE_TLS"), ep);
+			return -EINVAL;
+		}
+		rc |= copy(r->endpoint, sizeof(r->endpoint), ep, "the endpoint");
+	}
+
+	addr = o->addressing ? o->addressing
+	       : env("AWS_S3_ADDRESSING_STYLE") ? env("AWS_S3_ADDRESSING_STYLE")
+	       : p.addressing[0] ? p.addressing : NULL;
+	if (addr && strcasecmp(addr, "path") && strcasecmp(addr, "virtual") &&
+	    strcasecmp(addr, "auto")) {
+		ch5_err("objstore: s3: addressing=%s: expected path or virtual",
+			addr);
+		return -EINVAL;
+	}
+	/* Default: virtual-hosted on AWS, path-style on other endpoints
+	 * (which rarely have wildcard DNS). */
+	r->cfg.virtual_host = addr && strcasecmp(addr, "auto")
+				      ? !strcasecmp(addr, "virtual")
+				      : !r->endpoint[0];
+
+	if (o->signed_payloads >= 0)
+		sp = o->signed_payloads;
+	else if (truth(env("AWS_SIGNED_PAYLOADS"), "AWS_SIGNED_PAYLOADS",
+		       &sp) < 0)
+		return -EINVAL;
+	if (rc)
+		return -EINVAL;
+	r->cfg.endpoint = r->endpoint[0] ? r->endpoint : NULL;
+	r->cfg.region = r->region;
+	r->cfg.bucket = r->bucket;
+	r->cfg.prefix = r->prefix;
+	r->cfg.access_key = r->access;
+	r->cfg.secret_key = r->secret;
+	r->cfg.session_token = r->token[0] ? r->token : NULL;
+	r->cfg.signed_payloads = sp;
+	r->cfg.insecure = o->insecure;
+	memset(&p, 0, sizeof(p)); /* secrets */
+	return 0;
+}
