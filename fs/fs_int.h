@@ -45,6 +45,7 @@ struct fs_config {
 	gid_t gid;
 	mode_t umask;
 	int debug;
+	bool direct_io;	       /* readers bypass the kernel page cache */
 };
 
 /* A committed version as seen by readers; shared by open handles and

@@ -30,7 +30,7 @@ struct raw_opts {
 	char *uid, *gid, *umask, *attr_timeout, *spool_dir, *fault;
 	/* S3 */
 	char *endpoint, *region, *addressing, *passwd_file, *profile;
-	int signed_payloads, insecure;
+	int signed_payloads, insecure, direct_io;
 	unsigned threads;
 	int foreground, debug, help, version;
 	char *source, *mountpoint;
@@ -54,6 +54,7 @@ static const struct fuse_opt opt_table[] = {
 	OPT("profile=%s", profile),
 	OPT("signed_payloads", signed_payloads),
 	OPT("insecure", insecure),
+	OPT("direct_io", direct_io),
 	FUSE_OPT_KEY("spool_dir=", 2),
 	FUSE_OPT_KEY("fault=", 3),
 	OPT("-f", foreground),
@@ -84,6 +85,8 @@ static const char usage[] =
 	"  -o threads=N         store requests in flight (16)\n"
 	"  -o attr_timeout=S    seconds attributes are cached (1)\n"
 	"  -o uid=N,gid=N,umask=M  owner and permissions shown\n"
+	"  -o direct_io         readers bypass the kernel page cache: only the\n"
+	"                       bytes asked for are fetched (no mmap)\n"
 	"  -o fault=SPEC        inject store faults (testing)\n"
 	"S3 (else from AWS_* variables, then ~/.aws/credentials and config):\n"
 	"  -o endpoint=URL      http[s]://host[:port] of an S3-compatible store\n"
@@ -224,6 +227,7 @@ static int convert_opts(struct raw_opts *raw, struct fs_config *cfg)
 	cfg->umask = um;
 	cfg->threads = raw->threads ? raw->threads : 16;
 	cfg->debug = raw->debug;
+	cfg->direct_io = raw->direct_io;
 	cfg->fault = raw->fault;
 	raw->fault = NULL;
 	cfg->spool_dir = raw->spool_dir ? raw->spool_dir

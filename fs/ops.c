@@ -492,11 +492,6 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = ensure_stage_locked(ctx, in, trunc, false);
 		if (rc < 0)
 			goto out;
-		/* No page cache for writers: the kernel's readahead around
-		 * each small metadata read would pull whole chunk objects of
-		 * the base into the stage's reads, so an r+ edit would move
-		 * several chunks where it needs one. */
-		fi->direct_io = writable;
 		if (trunc) {
 			rc = stage_truncate(ctx, in, 0);
 			if (rc < 0)
@@ -513,6 +508,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fs_version_get(fh->ver);
 		fi->keep_cache = old_etag[0] && !strcmp(old_etag, fh->ver->etag);
 	}
+	/* Writers never use the kernel page cache: it reads whole pages
+	 * (and reads ahead) around each small metadata read, and in an HDF5
+	 * file those pages hold chunk data too, so an r+ edit would fetch
+	 * chunks it never touches.  Readers may choose the same (-o
+	 * direct_io: `h5dump -H` of a file of small chunks then fetches only
+	 * the manifest); by default they keep the page cache, whose large
+	 * readahead requests are much faster for big sequential reads. */
+	fi->direct_io = writable || ctx->cfg.direct_io;
 out:
 	pthread_mutex_unlock(&in->lock);
 	if (rc < 0) {

@@ -443,6 +443,22 @@ static void readahead_plan(struct fs_ctx *ctx, struct fs_handle *fh,
 	pthread_mutex_unlock(&fh->lock);
 }
 
+/* Does [off, off+len) of v hold any bytes of an object? */
+static bool touches_data(const struct fs_version *v, uint64_t off,
+			 uint64_t len)
+{
+	uint64_t eoff, elen;
+	size_t i;
+
+	if (!v->man)
+		return true;
+	i = h5m_extent_find(v->man, off);
+	if (i >= h5m_extent_count(v->man))
+		return false;
+	h5m_extent(v->man, i, &eoff, &elen);
+	return eoff < off + len;
+}
+
 void fs_version_read(struct fs_ctx *ctx, fuse_req_t req,
 		     struct fs_version *v, struct fs_handle *fh, size_t size,
 		     uint64_t off)
@@ -479,7 +495,12 @@ static void version_read(struct fs_ctx *ctx, fuse_req_t req,
 	/* Only a read-only handle's own version may be replaced under it; a
 	 * writer's version is its stage's business. */
 	rd->fh = may_retry && fh && fh->ver ? fh : NULL;
-	if (fh)
+	/* Only reads of data move the readahead window: libhdf5 reads the
+	 * metadata of a file (the skeleton, in memory) front to back, and
+	 * taking that for a sequential read would prefetch every chunk
+	 * between the metadata blocks. */
+	ra_off = ra_end = 0;
+	if (fh && touches_data(v, off, size))
 		readahead_plan(ctx, fh, off, off + size, &ra_off, &ra_end);
 	read_issue(ctx, v, rd, off);
 	read_part_put(rd); /* may reply and free rd */

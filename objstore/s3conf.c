@@ -316,8 +316,17 @@ int ost_s3_resolve(const char *source, const struct ost_s3_opts *o,
 		return -EINVAL;
 	if (ep && !strstr(ep, "://")) {
 		/* host[:port]: the scheme comes from AWS_USE_TLS. */
-		snprintf(r->endpoint, sizeof(r->endpoint), "%s://%s",
-			 use_tls ? "https" : "http", ep);
+		if (strlen(ep) + sizeof("https://") > sizeof(r->endpoint)) {
+			ch5_err("objstore: s3: the endpoint is too long");
+			return -EINVAL;
+		}
+		{
+			const char *sch = use_tls ? "https://" : "http://";
+			size_t sl = strlen(sch);
+
+			memcpy(r->endpoint, sch, sl);
+			memcpy(r->endpoint + sl, ep, strlen(ep) + 1);
+		}
 	} else if (ep) {
 		if (env("AWS_USE_TLS") &&
 		    (strncmp(ep, "https://", 8) == 0) != (use_tls != 0)) {
