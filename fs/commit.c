@@ -553,31 +553,16 @@ static int batch_wait(struct batch *b)
 	return rc;
 }
 
-/* Delete `keys`, in parallel.  Failures are logged and left to fsck. */
+/* Delete `keys` (batched where the store can).  Failures are logged and
+ * left to fsck. */
 static void delete_keys(struct ost *st, char **keys, size_t n)
 {
-	struct ost_req *reqs;
-	struct batch b;
-	size_t i;
+	long failed = ost_delete_keys(st, keys, n);
 
-	if (!n)
-		return;
-	reqs = calloc(n, sizeof(*reqs));
-	if (!reqs) {
-		ch5_warn("out of memory: %zu superseded objects left for fsck",
-			 n);
-		return;
-	}
-	batch_init(&b);
-	for (i = 0; i < n; i++) {
-		reqs[i].op = OST_DELETE;
-		reqs[i].key = keys[i];
-		batch_submit(st, &b, &reqs[i]);
-	}
-	if (batch_wait(&b) < 0)
-		ch5_warn("some superseded objects were not deleted; "
-			 "`cloudh5 fsck` will find them");
-	free(reqs);
+	if (failed)
+		ch5_warn("%ld superseded objects were not deleted; "
+			 "`cloudh5 fsck` will find them",
+			 failed < 0 ? (long)n : failed);
 }
 
 /* Upload every object of manifest m from the stage fd, but those marked

@@ -360,6 +360,20 @@ static void ost_run(struct ost *st, struct ost_req *req)
 			ost_list_result_release(&req->list);
 		break;
 	case OST_DELETE:
+		if (req->n_keys) {
+			size_t i;
+
+			rc = ops->del_many && req->n_keys <= OST_DELETE_BATCH
+				     ? 0
+				     : -EINVAL;
+			for (i = 0; !rc && i < req->n_keys; i++)
+				if (!ost_key_ok(req->keys[i]))
+					rc = -EINVAL;
+			if (!rc)
+				rc = ops->del_many(priv, req->keys,
+						   req->n_keys, req->key_rcs);
+			break;
+		}
 		rc = ost_key_ok(req->key) ? ops->del(priv, req->key) : -EINVAL;
 		break;
 	case OST_COPY:
@@ -807,6 +821,105 @@ int ost_delete(struct ost *st, const char *key)
 	req.op = OST_DELETE;
 	req.key = key;
 	return ost_run_sync(st, &req);
+}
+
+/* Requests of one ost_delete_keys() call in flight. */
+struct del_batch {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned inflight;
+	long failed;
+};
+
+static void del_done(struct ost_req *req)
+{
+	struct del_batch *b = req->arg;
+	long failed = 0;
+	size_t i;
+
+	if (req->n_keys) {
+		for (i = 0; i < req->n_keys; i++) {
+			int rc = req->rc ? req->rc : req->key_rcs[i];
+
+			if (rc < 0 && rc != -ENOENT) {
+				ch5_err("objstore: delete of %s failed: %s",
+					req->keys[i], strerror(-rc));
+				failed++;
+			}
+		}
+	} else if (req->rc < 0 && req->rc != -ENOENT) {
+		ch5_err("objstore: delete of %s failed: %s", req->key,
+			strerror(-req->rc));
+		failed = 1;
+	}
+	pthread_mutex_lock(&b->lock);
+	b->failed += failed;
+	b->inflight--;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+}
+
+long ost_delete_keys(struct ost *st, char *const *keys, size_t n)
+{
+	bool batch = st->be->ops->del_many != NULL;
+	size_t nreq = batch ? (n + OST_DELETE_BATCH - 1) / OST_DELETE_BATCH
+			    : n, i;
+	struct ost_req *reqs;
+	int *rcs = NULL;
+	struct del_batch b;
+	long failed;
+
+	if (!n)
+		return 0;
+	reqs = calloc(nreq, sizeof(*reqs));
+	if (batch)
+		rcs = calloc(n, sizeof(*rcs));
+	if (!reqs || (batch && !rcs)) {
+		free(reqs);
+		free(rcs);
+		return -ENOMEM;
+	}
+	memset(&b, 0, sizeof(b));
+	pthread_mutex_init(&b.lock, NULL);
+	pthread_cond_init(&b.cond, NULL);
+	for (i = 0; i < nreq; i++) {
+		struct ost_req *r = &reqs[i];
+		int rc;
+
+		r->op = OST_DELETE;
+		if (batch) {
+			r->keys = (const char *const *)keys +
+				  i * OST_DELETE_BATCH;
+			r->n_keys = n - i * OST_DELETE_BATCH < OST_DELETE_BATCH
+					    ? n - i * OST_DELETE_BATCH
+					    : OST_DELETE_BATCH;
+			r->key_rcs = rcs + i * OST_DELETE_BATCH;
+		} else {
+			r->key = keys[i];
+		}
+		r->done = del_done;
+		r->arg = &b;
+		pthread_mutex_lock(&b.lock);
+		while (b.inflight >= 32)
+			pthread_cond_wait(&b.cond, &b.lock);
+		b.inflight++;
+		pthread_mutex_unlock(&b.lock);
+		rc = ost_submit(st, r);
+		if (rc < 0) {
+			r->rc = rc;
+			del_done(r);
+		}
+	}
+	pthread_mutex_lock(&b.lock);
+	while (b.inflight)
+		pthread_cond_wait(&b.cond, &b.lock);
+	failed = b.failed;
+	pthread_mutex_unlock(&b.lock);
+	pthread_mutex_destroy(&b.lock);
+	pthread_cond_destroy(&b.cond);
+	free(reqs);
+	free(rcs);
+	return failed;
 }
 
 int ost_copy(struct ost *st, const char *src, const char *dst)

@@ -123,6 +123,13 @@ struct ost_ops {
 	/* DELETE; deleting a missing key succeeds (as in S3). */
 	int (*del)(void *priv, const char *key);
 
+	/* Optional: DELETE up to OST_DELETE_BATCH keys in one request (S3
+	 * DeleteObjects); rcs[i] receives key i's result.  Returns 0, or the
+	 * error of the whole request (rcs then undefined).  NULL: the pool
+	 * deletes keys one by one. */
+	int (*del_many)(void *priv, const char *const *keys, size_t n,
+			int *rcs);
+
 	/* Server-side copy of `src` to `dst` (atomic for readers of dst). */
 	int (*copy)(void *priv, const char *src, const char *dst);
 
@@ -262,6 +269,11 @@ struct ost_req {
 	struct ost_list_result list; /* (out) caller releases */
 	/* COPY */
 	const char *dst_key;
+	/* DELETE of many keys at once (when n_keys > 0; key unused): rc is
+	 * the request's, key_rcs[i] (out) each key's */
+	const char *const *keys;
+	size_t n_keys;
+	int *key_rcs;
 	/* GET/PUT/HEAD */
 	struct ost_info info; /* (out) */
 	int rc;		      /* (out) 0 or -errno */
@@ -305,6 +317,14 @@ int ost_head(struct ost *st, const char *key, struct ost_info *info);
 int ost_list(struct ost *st, const char *prefix, const char *delimiter,
 	     const char *token, size_t max_keys, struct ost_list_result *res);
 int ost_delete(struct ost *st, const char *key);
+
+#define OST_DELETE_BATCH 1000 /* most keys in one batch DELETE (as S3) */
+
+/* Delete `n` keys: in batches of OST_DELETE_BATCH where the backend can
+ * (S3 DeleteObjects), else one DELETE per key, up to 32 in flight.  Missing
+ * keys count as deleted.  Returns the number of keys that could not be
+ * deleted (each logged), or -ENOMEM. */
+long ost_delete_keys(struct ost *st, char *const *keys, size_t n);
 int ost_copy(struct ost *st, const char *src, const char *dst);
 
 /* Counters, kept by the pool for every completed request.  Read with

@@ -873,6 +873,160 @@ static int s3_del(void *priv, const char *key)
 	return rc == -ENOENT ? 0 : rc;
 }
 
+/* Append `key` to *x XML-escaped; false if it has bytes XML 1.0 cannot
+ * carry (control characters). */
+static bool xml_key(char **x, size_t *len, size_t *cap, const char *prefix,
+		    const char *key)
+{
+	const char *parts[2] = { prefix, key };
+	size_t p;
+
+	for (p = 0; p < 2; p++) {
+		const unsigned char *c = (const unsigned char *)parts[p];
+
+		for (; *c; c++) {
+			char e[8];
+			const char *out = e;
+			size_t n;
+
+			if (*c < 0x20 && *c != '\t' && *c != '\n' && *c != '\r')
+				return false;
+			switch (*c) {
+			case '&': out = "&amp;"; break;
+			case '<': out = "&lt;"; break;
+			case '>': out = "&gt;"; break;
+			case '"': out = "&quot;"; break;
+			case '\'': out = "&apos;"; break;
+			case '\r': out = "&#13;"; break;
+			case '\n': out = "&#10;"; break;
+			case '\t': out = "&#9;"; break;
+			default: e[0] = (char)*c; e[1] = '\0';
+			}
+			n = strlen(out);
+			if (*len + n + 64 > *cap) {
+				char *nx = realloc(*x, *cap = 2 * *cap + 4096);
+
+				if (!nx)
+					return false;
+				*x = nx;
+			}
+			memcpy(*x + *len, out, n);
+			*len += n;
+		}
+	}
+	return true;
+}
+
+static void xml_add(char **x, size_t *len, size_t *cap, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (*len + n + 1 > *cap) {
+		char *nx = realloc(*x, *cap = 2 * *cap + n + 4096);
+
+		if (!nx)
+			return;
+		*x = nx;
+	}
+	memcpy(*x + *len, s, n);
+	*len += n;
+	(*x)[*len] = '\0';
+}
+
+struct del_result {
+	const char *const *keys;
+	size_t n;
+	int *rcs;
+	const char *prefix;
+	char key[OST_KEY_MAX * 3 + 64];
+	char code[64];
+};
+
+static void on_delete_xml(void *arg, const char *parent, const char *name,
+			  const char *text)
+{
+	struct del_result *d = arg;
+	size_t pl = strlen(d->prefix), i;
+
+	if (!strcmp(parent, "Error") && !strcmp(name, "Key"))
+		snprintf(d->key, sizeof(d->key), "%s", text);
+	else if (!strcmp(parent, "Error") && !strcmp(name, "Code"))
+		snprintf(d->code, sizeof(d->code), "%s", text);
+	else if (!strcmp(name, "Error") &&
+		 !strncmp(d->key, d->prefix, pl)) {
+		for (i = 0; i < d->n; i++)
+			if (!strcmp(d->keys[i], d->key + pl) && !d->rcs[i]) {
+				ch5_err("objstore: s3 batch delete of %s: %s",
+					d->keys[i], d->code);
+				d->rcs[i] = !strcmp(d->code, "AccessDenied")
+						    ? -EACCES
+						    : -EIO;
+				break;
+			}
+		d->key[0] = d->code[0] = '\0';
+	}
+}
+
+/* DeleteObjects: POST ?delete with the keys in XML, Quiet: only errors
+ * come back. */
+static int s3_del_many(void *priv, const char *const *keys, size_t n,
+		       int *rcs)
+{
+	struct s3 *s = priv;
+	struct s3_req r = { .method = "POST", .key = NULL, .body_fd = -1 };
+	struct del_result d = { keys, n, rcs, NULL, "", "" };
+	struct s3_error e;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdl = 0;
+	char md5[64];
+	char *x = NULL;
+	size_t len = 0, cap = 0, i, sent = 0;
+	int rc;
+
+	d.prefix = s->prefix;
+	xml_add(&x, &len, &cap, "<Delete><Quiet>true</Quiet>");
+	for (i = 0; i < n; i++) {
+		size_t mark = len;
+
+		rcs[i] = 0;
+		xml_add(&x, &len, &cap, "<Object><Key>");
+		if (!x || !xml_key(&x, &len, &cap, s->prefix, keys[i])) {
+			/* Not expressible in XML: on its own. */
+			len = mark;
+			rcs[i] = s3_del(priv, keys[i]);
+			continue;
+		}
+		xml_add(&x, &len, &cap, "</Key></Object>");
+		sent++;
+	}
+	xml_add(&x, &len, &cap, "</Delete>");
+	if (!x) {
+		return -ENOMEM;
+	}
+	if (!sent) {
+		free(x);
+		return 0;
+	}
+	/* S3 wants the body's Content-MD5 on DeleteObjects. */
+	EVP_Digest(x, len, md, &mdl, EVP_md5(), NULL);
+	EVP_EncodeBlock((unsigned char *)md5, md, (int)mdl);
+	r.query[r.n_query++] = (struct sigv4_kv){ "delete", "" };
+	r.hdr[r.n_hdr++] = (struct sigv4_kv){ "content-md5", md5 };
+	r.hdr[r.n_hdr++] = (struct sigv4_kv){ "content-type",
+					      "application/xml" };
+	r.body = x;
+	r.body_len = len;
+	rc = s3_errno(s, &r, s3_send(s, &r, &e), &e, NULL);
+	if (rc == 0 && r.x.text &&
+	    xml_parse(r.x.text, r.x.text_len, on_delete_xml, &d) < 0) {
+		ch5_err("objstore: s3: a batch delete answer did not parse");
+		rc = -EIO;
+	}
+	free(r.x.text);
+	free(x);
+	return rc;
+}
+
 static int s3_copy(void *priv, const char *src, const char *dst)
 {
 	struct s3 *s = priv;
@@ -930,6 +1084,7 @@ static const struct ost_ops s3_ops = {
 	.head = s3_head,
 	.list = s3_list,
 	.del = s3_del,
+	.del_many = s3_del_many,
 	.copy = s3_copy,
 	.free = s3_free,
 };
