@@ -10,6 +10,8 @@ pkgs=(
   libcmocka-dev
   python3 python3-h5py python3-numpy python3-netcdf4 python3-botocore
   util-linux procps
+  # the integration_s3.* tests' Ceph RGW (tests/servers/ceph-rgw-up.sh)
+  ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -7,8 +7,17 @@ remount) equal the bytes written, h5dump says the same about both copies, and
 the store holds exactly the objects the bucket layout promises (one per
 stored chunk, nothing left behind).
 
-Only the standard library, numpy and h5py (Debian packages) are used; run
-with /usr/bin/python3.
+The store is a local directory (file://) by default. With CH5_STORE=s3
+and CH5_S3_ENV=FILE (the env file tests/servers/ceph-rgw-up.sh writes:
+S3_ENDPOINT, S3_BUCKET, AWS_ACCESS_KEY_ID, ...) every Workspace gets a
+fresh key prefix of that bucket instead (s3://BUCKET/ch5-NAME-XXXX), the
+daemons mount that URL with the AWS_* variables in their environment, and
+everything that looks into or changes the store goes through the Store
+object (LocalStore, S3Store) with Debian's python3-botocore. A case that
+cannot run on S3 calls skip_unless_local() and is reported as SKIP.
+
+Only the standard library, numpy, h5py and (for S3) botocore, all Debian
+packages, are used; run with /usr/bin/python3.
 
 Fake mode (CH5_FAKE_MOUNT=1) replaces the daemon by a plain directory so the
 test logic itself can be exercised without a daemon. It skips every store
@@ -28,8 +37,12 @@ import tempfile
 import threading
 import time
 import traceback
+import uuid
 
 FAKE = os.environ.get("CH5_FAKE_MOUNT") == "1"
+# Which store the workspaces use: "local" (file://DIR) or "s3".
+STORE = os.environ.get("CH5_STORE") or "local"
+S3 = STORE == "s3" and not FAKE
 MAGIC = b"\x89CH5MAN\n"
 HDF5_SIG = b"\x89HDF\r\n\x1a\n"
 META = ".cloudh5"
@@ -55,6 +68,17 @@ class Fail(AssertionError):
     pass
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run with this store; the runner prints
+    SKIP with the reason and counts it apart from passes."""
+
+
+def skip_unless_local(why):
+    """Skips the calling test on S3 (see Skip), with `why` as the reason."""
+    if S3:
+        raise Skip("local store only: " + why)
+
+
 def check(cond, msg):
     if not cond:
         raise Fail(msg)
@@ -77,16 +101,17 @@ def _is_mounted(path):
 
 
 class Mount:
-    """mount.cloudh5 file://STORE MNT -f -o spool_dir=...,OPTS, run in the
-    background. Every start uses a fresh spool directory, so a remount can
-    only see what was committed to the store.
+    """mount.cloudh5 STORE-URL MNT -f -o spool_dir=...,OPTS, run in the
+    background (store: a Store, or a directory for a file:// store). Every
+    start uses a fresh spool directory, so a remount can only see what was
+    committed to the store.
 
     stop() unmounts, waits for the daemon to exit, and fails if it did not
     exit with status 0 or printed a sanitizer report."""
 
     def __init__(self, binary, store, mnt, workdir, opts=None):
         self.binary = binary
-        self.store = store
+        self.store = as_store(store)
         self.mnt = mnt
         self.workdir = workdir
         self.opts = opts
@@ -107,13 +132,14 @@ class Mount:
         opts = "spool_dir=" + spool
         if self.opts:
             opts += "," + self.opts
-        cmd = [self.binary, "file://" + self.store, self.mnt, "-f", "-o",
-               opts]
+        cmd = [self.binary, self.store.url, self.mnt, "-f", "-o", opts]
         with open(self.log, "wb") as logf:
-            logf.write(("$ " + " ".join(cmd) + "\n").encode())
+            logf.write(("$ " + self.store.describe_env()
+                        + " ".join(cmd) + "\n").encode())
             logf.flush()
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                         stdout=logf, stderr=logf)
+                                         stdout=logf, stderr=logf,
+                                         env=self.store.env())
         _LOGS.append(self.log)
         _LIVE.append(self)
         deadline = time.monotonic() + 20
@@ -201,13 +227,14 @@ class Workspace:
     def __init__(self, binary, opts=None, name="ws"):
         base = os.environ.get("CH5_TMPDIR") or None
         self.root = tempfile.mkdtemp(prefix="ch5-%s-" % name, dir=base)
-        self.store = os.path.join(self.root, "store")
         self.local = os.path.join(self.root, "local")
         self.mntdir = os.path.join(self.root, "mnt")
-        os.makedirs(self.store)
         os.makedirs(self.local)
+        # The store: store/ here, or a fresh prefix of the S3 bucket named
+        # after this directory.
+        self.store = new_store(os.path.join(self.root, "store"))
         if FAKE:
-            self.mntdir = self.store
+            self.mntdir = self.store.root
         self.mount = Mount(binary, self.store, self.mntdir, self.root, opts)
         self.block_size = _block_size_opt(opts)
         self.nfail = _NFAIL[0]
@@ -232,9 +259,12 @@ class Workspace:
                 print("  %s is still mounted; workspace kept" % self.mntdir)
             elif (not failed and _NFAIL[0] == self.nfail
                   and not os.environ.get("CH5_KEEP")):
+                self.store.destroy()
                 shutil.rmtree(self.root, ignore_errors=True)
             else:
-                print("  workspace kept: %s" % self.root)
+                print("  workspace kept: %s%s" % (
+                    self.root, "" if self.store.kind == "local"
+                    else " (store %s)" % self.store.url))
         return False
 
     def start(self):
@@ -390,19 +420,310 @@ def assert_h5dump_equal(expected, actual, args=(), expect_ok=True):
 
 # ---------------------------------------------------------------- store
 
+class LocalStore:
+    """A file:// store: the directory `root`. Keys map to files as the
+    local backend maps them (see _local_path)."""
+
+    kind = "local"
+
+    def __init__(self, root):
+        self.root = root
+        self.url = "file://" + root
+
+    def env(self):
+        """The environment for a daemon or cloudh5 run on this store (None:
+        inherit)."""
+        return None
+
+    def describe_env(self):
+        return ""
+
+    def path(self, key):
+        """The file that holds object `key`."""
+        return os.path.join(self.root, _local_path(key))
+
+    def keys(self, prefix=""):
+        """Keys (paths relative to the store dir, '/'-separated) of the
+        regular files under store/prefix."""
+        store = self.root
+        top = os.path.join(store, prefix) if prefix else store
+        keys = []
+        if not os.path.isdir(top):
+            return keys
+        for d, _, files in os.walk(top):
+            for f in files:
+                rel = os.path.relpath(os.path.join(d, f), store)
+                keys.append("/".join(_local_unescape(c)
+                                     for c in rel.split("/")))
+        return sorted(keys)
+
+    def exists(self, key):
+        return os.path.isfile(self.path(key))
+
+    def get(self, key):
+        with open(self.path(key), "rb") as f:
+            return f.read()
+
+    def head(self, key, n):
+        """The first n bytes of the object."""
+        with open(self.path(key), "rb") as f:
+            return f.read(n)
+
+    def size(self, key):
+        return os.path.getsize(self.path(key))
+
+    def put(self, key, data):
+        """Writes an object as another tool would (parents created)."""
+        p = self.path(key)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+
+    def delete(self, key):
+        os.unlink(self.path(key))
+
+    def assert_object_equals(self, key, expected):
+        """The object's bytes are those of the local file `expected`."""
+        assert_same_bytes(expected, self.path(key))
+
+    def copy_to(self, dst):
+        """Makes dst (a LocalStore whose directory may exist) a copy of this
+        store."""
+        shutil.rmtree(dst.root, ignore_errors=True)
+        shutil.copytree(self.root, dst.root, symlinks=True)
+
+    def destroy(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _local_path(key):
+    """The file name of key in a file:// store: a component that is "",
+    ".", "..", starts with '%', or is "tmp" right below ".cloudh5" gets one
+    more leading '%' (ost.h)."""
+    comps = key.split("/")
+    out = []
+    for i, c in enumerate(comps):
+        if i == len(comps) - 1 and c == "" and i > 0:
+            out.append("")          # "dir/": the directory itself
+            continue
+        if c in ("", ".", "..") or c.startswith("%") or (
+                i == 1 and comps[0] == META and c == "tmp"):
+            c = "%" + c
+        out.append(c)
+    return "/".join(out)
+
+
+_S3_CLIENT = {}
+
+
+def _s3_conf():
+    """The settings of the S3 server from CH5_S3_ENV (KEY=VALUE lines)."""
+    path = os.environ.get("CH5_S3_ENV")
+    if not path:
+        raise Fail("CH5_STORE=s3 but CH5_S3_ENV (the env file of "
+                   "tests/servers/ceph-rgw-up.sh) is not set")
+    conf = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line and not line.startswith("#") and "=" in line:
+                    k, v = line.split("=", 1)
+                    conf[k.strip()] = v.strip().strip("'\"")
+    except OSError as e:
+        raise Fail("CH5_S3_ENV=%s: %s (is the S3 server up?)" % (path, e))
+    for k in ("S3_ENDPOINT", "S3_BUCKET", "AWS_ACCESS_KEY_ID",
+              "AWS_SECRET_ACCESS_KEY"):
+        if not conf.get(k):
+            raise Fail("%s does not set %s" % (path, k))
+    conf.setdefault("S3_REGION", conf.get("AWS_DEFAULT_REGION")
+                    or "us-east-1")
+    return conf
+
+
+def _s3_client(conf):
+    key = (conf["S3_ENDPOINT"], conf["AWS_ACCESS_KEY_ID"])
+    if key not in _S3_CLIENT:
+        import botocore.session
+        from botocore.config import Config
+        sess = botocore.session.Session()
+        _S3_CLIENT[key] = sess.create_client(
+            "s3", endpoint_url=conf["S3_ENDPOINT"],
+            region_name=conf["S3_REGION"],
+            aws_access_key_id=conf["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=conf["AWS_SECRET_ACCESS_KEY"],
+            config=Config(signature_version="s3v4",
+                          s3={"addressing_style": "path"},
+                          retries={"max_attempts": 5, "mode": "standard"},
+                          max_pool_connections=16))
+    return _S3_CLIENT[key]
+
+
+class S3Store:
+    """A key prefix of the S3 bucket of CH5_S3_ENV: the store
+    s3://BUCKET/PREFIX. Keys are verbatim below "PREFIX/" (no escaping)."""
+
+    kind = "s3"
+
+    def __init__(self, name):
+        self.conf = _s3_conf()
+        self.bucket = self.conf["S3_BUCKET"]
+        # Unique: the workspace's directory name plus random digits.
+        self.name = "%s-%s" % (name, uuid.uuid4().hex[:8])
+        self.prefix = self.name + "/"
+        self.url = "s3://%s/%s" % (self.bucket, self.name)
+        self.root = None
+        self.client = _s3_client(self.conf)
+        left = self.keys()
+        if left:
+            raise Fail("the fresh store %s is not empty: %s"
+                       % (self.url, left[:5]))
+
+    def env(self):
+        """The daemon's environment: ours without any AWS_* setting (and
+        without ~/.aws files), plus the server's endpoint, region and
+        keys."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("AWS_")}
+        env.update(AWS_ENDPOINT_URL=self.conf["S3_ENDPOINT"],
+                   AWS_REGION=self.conf["S3_REGION"],
+                   AWS_DEFAULT_REGION=self.conf["S3_REGION"],
+                   AWS_ACCESS_KEY_ID=self.conf["AWS_ACCESS_KEY_ID"],
+                   AWS_SECRET_ACCESS_KEY=self.conf["AWS_SECRET_ACCESS_KEY"],
+                   AWS_CONFIG_FILE="/dev/null",
+                   AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+        return env
+
+    def describe_env(self):
+        return "AWS_ENDPOINT_URL=%s AWS_REGION=%s AWS_ACCESS_KEY_ID=%s " % (
+            self.conf["S3_ENDPOINT"], self.conf["S3_REGION"],
+            self.conf["AWS_ACCESS_KEY_ID"])
+
+    def keys(self, prefix=""):
+        """Keys of the objects below PREFIX/prefix, without PREFIX/
+        (directory markers "dir/" included: on S3 they are objects)."""
+        out = []
+        pl = len(self.prefix)
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix + prefix)
+        for page in pages:
+            for o in page.get("Contents", ()):
+                out.append(o["Key"][pl:])
+        return sorted(out)
+
+    def _head(self, key):
+        from botocore.exceptions import ClientError
+        try:
+            return self.client.head_object(Bucket=self.bucket,
+                                           Key=self.prefix + key)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in (
+                    "404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def exists(self, key):
+        return self._head(key) is not None
+
+    def get(self, key):
+        r = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+        return r["Body"].read()
+
+    def head(self, key, n):
+        from botocore.exceptions import ClientError
+        if n <= 0:
+            return b""
+        try:
+            r = self.client.get_object(Bucket=self.bucket,
+                                       Key=self.prefix + key,
+                                       Range="bytes=0-%d" % (n - 1))
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""          # an empty object
+            raise
+        return r["Body"].read()
+
+    def size(self, key):
+        h = self._head(key)
+        if h is None:
+            raise Fail("no object %r in %s" % (key, self.url))
+        return h["ContentLength"]
+
+    def put(self, key, data):
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + key,
+                               Body=data)
+
+    def delete(self, key):
+        self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+
+    def assert_object_equals(self, key, expected):
+        data = self.get(key)
+        with open(expected, "rb") as f:
+            want = f.read()
+        if data != want:
+            n = min(len(data), len(want))
+            i = next((k for k in range(n) if data[k] != want[k]), n)
+            raise Fail("object %s of %s: %d bytes, %s has %d; first "
+                       "difference at offset %d: expected %s got %s"
+                       % (key, self.url, len(data), expected, len(want), i,
+                          want[i:i + 16].hex(), data[i:i + 16].hex()))
+
+    def copy_to(self, dst):
+        """Makes the S3Store dst a copy of this store (server-side
+        copies)."""
+        import concurrent.futures
+        dst.destroy()
+
+        def one(k):
+            self.client.copy_object(
+                Bucket=dst.bucket, Key=dst.prefix + k,
+                CopySource={"Bucket": self.bucket, "Key": self.prefix + k})
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(one, self.keys()))
+
+    def destroy(self):
+        """Deletes every object of the store."""
+        try:
+            keys = self.keys()
+            for i in range(0, len(keys), 1000):
+                self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Quiet": True, "Objects": [
+                        {"Key": self.prefix + k} for k in keys[i:i + 1000]]})
+        except Exception as e:  # the server may be gone: not a test failure
+            print("  could not empty %s: %r" % (self.url, e))
+
+
+def new_store(path):
+    """A fresh, empty store: the directory `path` (created), or with
+    CH5_STORE=s3 a new prefix of the bucket named after the directory that
+    would hold `path` (a workspace: s3://BUCKET/ch5-NAME-XXXXXXXX-XXXXXXXX,
+    its directory's name plus random digits)."""
+    if S3:
+        return S3Store(os.path.basename(os.path.dirname(
+            os.path.abspath(path))))
+    if STORE != "local" and not FAKE:
+        raise Fail("CH5_STORE=%r: expected local or s3" % STORE)
+    os.makedirs(path)
+    return LocalStore(path)
+
+
+def as_store(store):
+    """A Store for `store`, which may be a Store or a file:// store's
+    directory."""
+    if isinstance(store, str):
+        return LocalStore(store)
+    return store
+
+
+def copy_store(src, dst):
+    """Makes the store dst an exact copy of the store src (same kind)."""
+    as_store(src).copy_to(as_store(dst))
+
+
 def store_keys(store, prefix=""):
-    """Keys (paths relative to the store dir, '/'-separated) of the regular
-    files under store/prefix."""
-    top = os.path.join(store, prefix) if prefix else store
-    keys = []
-    if not os.path.isdir(top):
-        return keys
-    for d, _, files in os.walk(top):
-        for f in files:
-            rel = os.path.relpath(os.path.join(d, f), store)
-            keys.append("/".join(_local_unescape(c)
-                                 for c in rel.split("/")))
-    return sorted(keys)
+    """Keys of the objects under prefix (for a file:// store: of the
+    regular files, '/'-separated, escapes undone)."""
+    return as_store(store).keys(prefix)
 
 
 def _local_unescape(comp):
@@ -455,8 +776,9 @@ def chunk_objects(store, P):
 
 def objects_of(store, P):
     """Every key that belongs to the file at mount path P."""
-    keys = store_keys(store, "%s/c/%s/" % (META, P))
-    if os.path.isfile(os.path.join(store, P)):
+    store = as_store(store)
+    keys = store.keys("%s/c/%s/" % (META, P))
+    if store.exists(P):
         keys.append(P)
     return keys
 
@@ -479,11 +801,10 @@ def assert_plain_object(store, P, expected):
     The byte comparison through the mount is what proves it intact."""
     if FAKE:
         return "fake mode: store not checked"
-    key = os.path.join(store, P)
-    check(os.path.isfile(key), "no plain object at key %r" % P)
-    extra = store_keys(store, "%s/c/%s/" % (META, P))
-    with open(key, "rb") as f:
-        head = f.read(8)
+    store = as_store(store)
+    check(store.exists(P), "no plain object at key %r" % P)
+    extra = store.keys("%s/c/%s/" % (META, P))
+    head = store.head(P, 8)
     with open(expected, "rb") as f:
         ehead = f.read(8)
     if ehead == MAGIC and extra:
@@ -499,7 +820,7 @@ def assert_plain_object(store, P, expected):
     if ehead != MAGIC:
         check(head != MAGIC, "plain file %s was stored as a manifest" % P)
     try:
-        assert_same_bytes(expected, key)
+        store.assert_object_equals(P, expected)
     except Fail as e:
         raise Fail("plain object %s does not hold the file's bytes: %s"
                    % (P, e))
@@ -573,10 +894,9 @@ def assert_store_layout(store, P, h5path, block_size=None):
         return "fake mode: store not checked"
     import h5py
     from h5py import h5d, h5o
-    key = os.path.join(store, P)
-    check(os.path.isfile(key), "no manifest object at key %r" % P)
-    with open(key, "rb") as f:
-        head = f.read(8)
+    store = as_store(store)
+    check(store.exists(P), "no manifest object at key %r" % P)
+    head = store.head(P, 8)
     check(head == MAGIC, "object %r does not start with the manifest magic "
           "(starts %s): HDF5 file stored as a plain object?" % (P, head.hex()))
     exp = expected_storage(h5path)
@@ -689,6 +1009,18 @@ class Runner:
             else:
                 raise SystemExit("unknown argument %r" % a)
         signal.signal(signal.SIGTERM, self._sigterm)
+        if S3:
+            try:
+                conf = _s3_conf()
+            except Fail as e:
+                print("FATAL: %s" % e)
+                sys.exit(1)
+            print("store: S3, bucket %s at %s (CH5_STORE=s3, CH5_S3_ENV=%s)"
+                  % (conf["S3_BUCKET"], conf["S3_ENDPOINT"],
+                     os.environ.get("CH5_S3_ENV")))
+        elif STORE != "local" and not FAKE:
+            print("FATAL: CH5_STORE=%r: expected local or s3" % STORE)
+            sys.exit(1)
         if FAKE:
             print("*" * 72)
             print("* CH5_FAKE_MOUNT=1: the mount is a plain directory and the "
@@ -730,6 +1062,12 @@ class Runner:
         dog.start()
         try:
             r = fn(*a, **kw)
+        except Skip as e:
+            dog.cancel()
+            self.skipped.append(name)
+            print("SKIP %s - %s" % (name, e))
+            sys.stdout.flush()
+            return None
         except Exception as e:
             dog.cancel()
             dt = time.monotonic() - t
@@ -777,8 +1115,11 @@ class Runner:
     def finish(self):
         cleanup_all()
         dt = time.monotonic() - self.t0
-        print("%s: %d passed, %d failed (%.1fs)"
-              % (self.title, len(self.passed), len(self.failed), dt))
+        print("%s%s: %d passed, %d failed%s (%.1fs)"
+              % (self.title, " [S3]" if S3 else "", len(self.passed),
+                 len(self.failed), ", %d skipped (%s)" % (
+                     len(self.skipped), " ".join(self.skipped))
+                 if self.skipped else "", dt))
         if self.failed:
             print("failed: " + " ".join(self.failed))
             sys.exit(1)

@@ -11,6 +11,12 @@ stop_nth=K blocks the K-th call of a kind forever):
             deleted yet;
   dellast   the last DELETE: all but one superseded object deleted.
 
+A backend with batch deletes (S3: DeleteObjects, up to 1000 keys a
+request, OST_DELETE_BATCH in ost.h) deletes a commit's superseded objects
+in fewer requests than objects: there a DELETE is a batch, del1 stops
+before any superseded object is deleted and dellast before the last batch's
+(with 64 superseded chunks, one batch: dellast is del1).
+
 Two edits are crashed: a full rewrite of a chunked file (h5py 'w') and an
 r+ edit of three of its chunks (an incremental commit).  Most runs use one
 store worker (-o threads=1), so the K-th PUT or DELETE blocks the queue and
@@ -61,6 +67,7 @@ import h5py  # noqa: E402
 P = "x.h5"
 DATA = ".cloudh5/c/"
 STOP_WAIT = 20  # seconds a stop point may take to be reached
+DELETE_BATCH = 1000  # keys per batch DELETE, where the backend has them
 
 # ------------------------------------------------------------ the files
 
@@ -105,9 +112,10 @@ def cloudh5_tool(binary):
 
 
 def fsck(binary, store, *args):
-    r = subprocess.run([cloudh5_tool(binary), "fsck", "file://" + store]
+    r = subprocess.run([cloudh5_tool(binary), "fsck", store.url]
                        + list(args), stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, timeout=120)
+                       stderr=subprocess.STDOUT, timeout=120,
+                       env=store.env())
     return r.returncode, r.stdout.decode(errors="replace")
 
 
@@ -173,8 +181,7 @@ def spool_of(ws):
 
 
 def copy_store(src, ws):
-    shutil.rmtree(ws.store)
-    shutil.copytree(src, ws.store, symlinks=True)
+    T.copy_store(src, ws.store)
 
 
 # ------------------------------------------------------------ calibration
@@ -210,8 +217,11 @@ def template(binary):
         T.assert_same_bytes(twins["old"], ws.m(P))
         ws.stop()
         T.assert_store_layout(ws.store, P, twins["old"])
-        store = os.path.join(root, "store")
-        shutil.copytree(ws.store, store, symlinks=True)
+        # The template store outlives this workspace: a copy (a directory
+        # in root, or another prefix of the bucket), gone at exit.
+        store = T.new_store(os.path.join(root, "store"))
+        atexit.register(store.destroy)
+        T.copy_store(ws.store, store)
     keys = data_keys(store)
     tags = {tag_of(k) for k in keys}
     T.check(len(keys) == 64 and len(tags) == 1,
@@ -220,7 +230,7 @@ def template(binary):
     rc, out = fsck(binary, store)
     T.check(rc == 0, "fsck of the clean store: exit %d\n%s" % (rc, out))
     _TMPL.update(root=root, store=store, twins=twins, keys=keys, tags=tags,
-                 manifest=read(os.path.join(store, P)))
+                 manifest=store.get(P))
     return _TMPL
 
 
@@ -267,6 +277,15 @@ def calibrate(binary, edit):
         "norm": norm,
         "uploaded": sum(1 for k in norm if k.split("/")[3] == "NEW"),
     }
+    # Old objects the new version does not keep: what the commit deletes.
+    cal["superseded"] = len(tm["keys"]) - (len(norm) - cal["uploaded"])
+    # One DELETE per object, or batches (S3's DeleteObjects).
+    cal["per_delete"] = 1 if cal["dels"] == cal["superseded"] \
+        else DELETE_BATCH
+    T.check(cal["dels"] == -(-cal["superseded"] // cal["per_delete"]),
+            "the %s commit deleted %d superseded objects in %d DELETEs: "
+            "neither one per object nor batches of %d"
+            % (edit, cal["superseded"], cal["dels"], DELETE_BATCH))
     T.check(cal["commits"] == 1, "the %s edit made %d commits, expected 1"
             % (edit, cal["commits"]))
     # One PUT per new object, then the manifest's.
@@ -398,7 +417,7 @@ def crash(binary, edit, op, which, oldspool=False, parallel=False):
         # ---- what the crash left in the store
         after = data_keys(ws.store)
         landed = after - old_keys
-        manifest = read(os.path.join(ws.store, P))
+        manifest = ws.store.get(P)
         recs = stage_records(killed_spool)
         T.check(len(recs) == 1 and "\nstate committing\n" in recs[0] and
                 recs[0].endswith("\nkey " + P), "the killed daemon's spool "
@@ -448,12 +467,16 @@ def crash(binary, edit, op, which, oldspool=False, parallel=False):
             orphans = after - new_keys
             gone = old_keys - after
             if not parallel:
-                T.check(len(gone) == k - 1 and len(orphans) == total - k + 1,
-                        "with one store worker stopped at DELETE %d of %d, "
-                        "%d superseded objects were deleted and %d left, "
-                        "expected %d and %d" % (k, total, len(gone),
-                                                len(orphans), k - 1,
-                                                total - k + 1))
+                # DELETEs 1..k-1 landed: k-1 objects, or k-1 batches.
+                want_gone = min(cal["superseded"],
+                                (k - 1) * cal["per_delete"])
+                want_left = cal["superseded"] - want_gone
+                T.check(len(gone) == want_gone and len(orphans) == want_left,
+                        "with one store worker stopped at DELETE %d of %d "
+                        "(%d object(s) a DELETE), %d superseded objects "
+                        "were deleted and %d left, expected %d and %d"
+                        % (k, total, cal["per_delete"], len(gone),
+                           len(orphans), want_gone, want_left))
 
         if not oldspool:
             # ---- (a) a fresh spool: the store alone decides

@@ -62,7 +62,7 @@ def delta(a, b):
 
 
 def manifest_size(ws, P):
-    return os.path.getsize(os.path.join(ws.store, P))
+    return ws.store.size(P)
 
 
 def create(ws, P):

@@ -80,7 +80,7 @@ def plain_commit_fails_then_retries(binary):
             raise T.Fail("close() succeeded although the commit failed")
         except OSError as e:
             T.check(e.errno == errno.EIO, "close() errno %s" % e.errno)
-        T.check(read(os.path.join(ws.store, "f.bin")) == v1,
+        T.check(ws.store.get("f.bin") == v1,
                 "the committed object changed after a failed commit")
         T.check(v2 in stages(ws), "the staged bytes are not in the spool")
         T.check(read(ws.m("f.bin")) == v2,
@@ -88,7 +88,7 @@ def plain_commit_fails_then_retries(binary):
         # Retry: any flush of the file commits the kept stage.
         with open(ws.m("f.bin"), "r+b"):
             pass
-        T.check(read(os.path.join(ws.store, "f.bin")) == v2,
+        T.check(ws.store.get("f.bin") == v2,
                 "the retried commit did not store the new bytes")
         # The stage goes at the last RELEASE, which the kernel sends after
         # close() has returned: give it a few seconds.
@@ -264,7 +264,7 @@ def two_writers_one_wins(binary):
             except OSError as e:
                 T.check(e.errno == errno.ESTALE, "losing close() errno %s"
                         % e.errno)
-            T.check(read(os.path.join(ws.store, "f.bin")) ==
+            T.check(ws.store.get("f.bin") ==
                     b"A" * 1000 + v0[1000:], "the store lost the winner")
             b_stages = [read(p) for p in glob.glob(
                 os.path.join(bdir, "spool%d" % mb.n, "*.stage"))]
@@ -282,7 +282,7 @@ def two_writers_one_wins(binary):
             except OSError as e:
                 T.check(e.errno == errno.ESTALE, "losing create errno %s"
                         % e.errno)
-            T.check(read(os.path.join(ws.store, "n.bin")) == b"first",
+            T.check(ws.store.get("n.bin") == b"first",
                     "the first creator's file was replaced")
 
             # Two h5py editors, both open before either commits (each in a
@@ -312,9 +312,9 @@ def two_writers_one_wins(binary):
         # whole file on its own (the h5py loser's opens with h5py).
         b_spool = os.path.join(bdir, "spool%d" % mb.n)
         tool = os.path.join(os.path.dirname(binary), "cloudh5")
-        r = subprocess.run([tool, "fsck", "file://" + ws.store, "--spool",
+        r = subprocess.run([tool, "fsck", ws.store.url, "--spool",
                             b_spool], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT)
+                           stderr=subprocess.STDOUT, env=ws.store.env())
         out = r.stdout.decode(errors="replace")
         listed = sorted(ln.split(" for ")[1] for ln in out.splitlines()
                         if ln.startswith("staged "))

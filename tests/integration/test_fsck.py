@@ -28,8 +28,9 @@ def write_h5(p, seed):
 
 def fsck(binary, ws, *args):
     tool = os.path.join(os.path.dirname(binary), "cloudh5")
-    r = subprocess.run([tool, "fsck", "file://" + ws.store] + list(args),
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    r = subprocess.run([tool, "fsck", ws.store.url] + list(args),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       env=ws.store.env())
     return r.returncode, r.stdout.decode(errors="replace")
 
 
@@ -93,11 +94,11 @@ def orphans_and_repair(binary):
 
         # A missing object is damage to report, not an orphan to delete.
         victim = sorted(committed)[0]
-        os.unlink(os.path.join(ws.store, victim))
+        ws.store.delete(victim)
         rc, out = fsck(binary, ws, "--repair", "--grace", "0")
         T.check(rc == 1 and any(victim in ln for ln in lines(out, "missing")),
                 "fsck did not report the missing object:\n%s" % out)
-        T.check(os.path.exists(os.path.join(ws.store, "x.h5")),
+        T.check(ws.store.exists("x.h5"),
                 "--repair removed a manifest")
         return "%d orphans found and repaired" % len(leftovers)
 

@@ -616,12 +616,13 @@ def raw_patch_h5(binary):
 def preexisting_objects(binary):
     """Objects put in the store by another tool show as regular files."""
     with T.Workspace(binary, name="pre") as ws:
-        os.makedirs(os.path.join(ws.store, "up/load"))
         sample_h5(ws.l("u.h5"), 16)
-        shutil.copyfile(ws.l("u.h5"), os.path.join(ws.store,
-                                                   "up/load/u.h5"))
-        with open(os.path.join(ws.store, "readme.txt"), "w") as f:
-            f.write("uploaded\n")
+        # Written straight into the store (a file:// store: files in new
+        # directories; S3: PUTs as another client makes them, no directory
+        # markers).
+        with open(ws.l("u.h5"), "rb") as f:
+            ws.store.put("up/load/u.h5", f.read())
+        ws.store.put("readme.txt", b"uploaded\n")
         ws.start()
         T.check(sorted(os.listdir(ws.m())) == ["readme.txt", "up"],
                 "root: %s" % os.listdir(ws.m()))

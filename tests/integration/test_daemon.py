@@ -1,0 +1,81 @@
+#!/usr/bin/python3
+"""mount.cloudh5 without -f: the daemon detaches (fork) and still serves
+every request.  The store is used before the fork (the mount-time probe and
+recovery) and after it, so a pool whose threads or locks did not survive
+the fork hangs here; every step has a deadline.
+
+usage: test_daemon.py --mount-bin build/fs/mount.cloudh5 [-k NAME]...
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ch5test as T  # noqa: E402
+
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def run(cmd, timeout=60, **kw):
+    return subprocess.run(cmd, timeout=timeout, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, **kw)
+
+
+def daemon_pids(mnt):
+    out = run(["pgrep", "-f", "mount.cloudh5 .* %s " % mnt]).stdout
+    return [int(p) for p in out.split()]
+
+
+@test
+def daemonized_mount_serves(binary):
+    with T.Workspace(binary, name="daemon") as ws:
+        mnt, spool = ws.mntdir, os.path.join(ws.root, "spool")
+        os.makedirs(mnt, exist_ok=True)
+        store = ws.store
+        url = getattr(store, "url", None) or "file://" + store
+        r = run([binary, url, mnt, "-o", "spool_dir=" + spool],
+                env=(store.env() if hasattr(store, "env") else None))
+        T.check(r.returncode == 0, "mount.cloudh5 (daemon) exited %d: %s"
+                % (r.returncode, r.stdout.decode(errors="replace")))
+        try:
+            code = ("import h5py, numpy as np\n"
+                    "with h5py.File(%r, 'w') as f:\n"
+                    "    f.create_dataset('d', data=np.arange(65536.0)"
+                    ".reshape(256, 256), chunks=(64, 64))\n"
+                    "with h5py.File(%r, 'r') as f:\n"
+                    "    assert f['d'][255, 255] == 65535.0\n"
+                    % (os.path.join(mnt, "x.h5"), os.path.join(mnt, "x.h5")))
+            r = run([sys.executable, "-c", code], timeout=60)
+            T.check(r.returncode == 0, "h5py through the daemon failed: %s"
+                    % r.stdout.decode(errors="replace")[-800:])
+            r = run(["h5dump", "-d", "/d", "-s", "255,255", "-c", "1,1",
+                     os.path.join(mnt, "x.h5")], timeout=60)
+            T.check(r.returncode == 0 and b"65535" in r.stdout,
+                    "h5dump through the daemon: %s"
+                    % r.stdout.decode(errors="replace")[-800:])
+            T.check(any(k.startswith(".cloudh5/c/x.h5/")
+                        for k in T.store_keys(ws.store, ".cloudh5/c/")),
+                    "no chunk objects in the store")
+        finally:
+            pids = daemon_pids(mnt)
+            run(["fusermount3", "-u", mnt])
+        deadline = time.monotonic() + 30
+        while any(os.path.exists("/proc/%d" % p) for p in pids) and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+        T.check(not any(os.path.exists("/proc/%d" % p) for p in pids),
+                "the daemon did not exit after fusermount3 -u")
+        return "daemonized mount wrote, read and unmounted"
+
+
+if __name__ == "__main__":
+    T.run_tests("test_daemon", TESTS)
