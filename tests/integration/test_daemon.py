@@ -77,5 +77,34 @@ def daemonized_mount_serves(binary):
         return "daemonized mount wrote, read and unmounted"
 
 
+@test
+def bad_store_fails_the_mount(binary):
+    """A wrong secret (S3) or a missing directory (local) fails the mount
+    itself, with a message on the terminal and a non-zero exit, before
+    anything is mounted."""
+    with T.Workspace(binary, name="badstore") as ws:
+        mnt, spool = ws.mntdir, os.path.join(ws.root, "spool")
+        os.makedirs(mnt, exist_ok=True)
+        store = ws.store
+        env = store.env() if hasattr(store, "env") else None
+        if getattr(store, "kind", "local") == "s3":
+            url = store.url
+            env = dict(env or os.environ)
+            env["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
+            want = b"access denied"
+        else:
+            url = "file://" + os.path.join(ws.root, "no-such-dir")
+            want = b"no-such-dir"
+        r = run([binary, url, mnt, "-f", "-o", "spool_dir=" + spool],
+                env=env, timeout=60)
+        out = r.stdout
+        T.check(r.returncode != 0, "the mount of a bad store exited 0")
+        T.check(want in out, "no clear message (want %r): %s"
+                % (want, out.decode(errors="replace")))
+        T.check(b"not-the-secret" not in out, "the secret was printed")
+        T.check(not T._is_mounted(mnt), "something got mounted")
+        return out.decode(errors="replace").strip().splitlines()[-1]
+
+
 if __name__ == "__main__":
     T.run_tests("test_daemon", TESTS)
