@@ -487,70 +487,23 @@ static int stage_clean(void *ctx, uint64_t off, uint64_t len)
 	return i == sg->n_written || sg->written[2 * i] >= off + len;
 }
 
-/* A set of requests in flight, at most COMMIT_PARALLEL at once. */
-struct batch {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	unsigned inflight;
-	int rc; /* first error */
-};
-
+/* Completion of a commit's or a rename's upload or copy. */
 static void batch_done(struct ost_req *req)
 {
-	struct batch *b = req->arg;
-
-	pthread_mutex_lock(&b->lock);
-	if (req->rc < 0 && !b->rc && !(req->op == OST_DELETE &&
-				       req->rc == -ENOENT)) {
+	if (req->rc < 0)
 		ch5_err("%s %s failed: %s",
-			req->op == OST_PUT ? "upload of" : "delete of",
-			req->key, strerror(-req->rc));
-		b->rc = req->rc;
-	}
-	b->inflight--;
-	pthread_cond_broadcast(&b->cond);
-	pthread_mutex_unlock(&b->lock);
+			req->op == OST_PUT ? "upload of" : "copy of", req->key,
+			strerror(-req->rc));
+	ost_batch_finish(req->arg, req->rc);
 }
 
-static void batch_init(struct batch *b)
+/* Submit req in batch b with batch_done as its completion. */
+static void batch_submit(struct ost *st, struct ost_batch *b,
+			 struct ost_req *req)
 {
-	memset(b, 0, sizeof(*b));
-	pthread_mutex_init(&b->lock, NULL);
-	pthread_cond_init(&b->cond, NULL);
-}
-
-/* Submit req once fewer than COMMIT_PARALLEL are in flight. */
-static void batch_submit(struct ost *st, struct batch *b, struct ost_req *req)
-{
-	int rc;
-
 	req->done = batch_done;
 	req->arg = b;
-	pthread_mutex_lock(&b->lock);
-	while (b->inflight >= COMMIT_PARALLEL)
-		pthread_cond_wait(&b->cond, &b->lock);
-	b->inflight++;
-	pthread_mutex_unlock(&b->lock);
-	rc = ost_submit(st, req);
-	if (rc < 0) {
-		req->rc = rc;
-		batch_done(req);
-	}
-}
-
-/* Wait for everything and return the first error. */
-static int batch_wait(struct batch *b)
-{
-	int rc;
-
-	pthread_mutex_lock(&b->lock);
-	while (b->inflight)
-		pthread_cond_wait(&b->cond, &b->lock);
-	rc = b->rc;
-	pthread_mutex_unlock(&b->lock);
-	pthread_mutex_destroy(&b->lock);
-	pthread_cond_destroy(&b->cond);
-	return rc;
+	ost_batch_submit(st, b, req);
 }
 
 /* Delete `keys` (batched where the store can).  Failures are logged and
@@ -573,7 +526,7 @@ static int upload_objects(struct fs_ctx *ctx, const struct h5m_manifest *m,
 	size_t n = h5m_extent_count(m), i;
 	struct ost_req *reqs;
 	char **keys;
-	struct batch b;
+	struct ost_batch b;
 	int rc = 0;
 
 	if (!n)
@@ -584,7 +537,7 @@ static int upload_objects(struct fs_ctx *ctx, const struct h5m_manifest *m,
 		rc = -ENOMEM;
 		goto out;
 	}
-	batch_init(&b);
+	ost_batch_init(&b, COMMIT_PARALLEL);
 	for (i = 0; i < n; i++) {
 		char key[OST_KEY_MAX + 1];
 		uint64_t off, len;
@@ -606,7 +559,7 @@ static int upload_objects(struct fs_ctx *ctx, const struct h5m_manifest *m,
 		reqs[i].body.len = len;
 		batch_submit(ctx->st, &b, &reqs[i]);
 	}
-	rc = batch_wait(&b);
+	rc = ost_batch_wait(&b);
 out:
 	if (keys)
 		for (i = 0; i < n; i++)
@@ -911,7 +864,7 @@ static int copy_objects(struct fs_ctx *ctx, const struct h5m_manifest *m,
 	size_t n = h5m_extent_count(m), i;
 	struct ost_req *reqs = calloc(n ? n : 1, sizeof(*reqs));
 	char **keys = calloc(2 * n + 1, sizeof(*keys));
-	struct batch b;
+	struct ost_batch b;
 	int rc;
 
 	if (!reqs || !keys) {
@@ -919,7 +872,7 @@ static int copy_objects(struct fs_ctx *ctx, const struct h5m_manifest *m,
 		free(keys);
 		return -ENOMEM;
 	}
-	batch_init(&b);
+	ost_batch_init(&b, COMMIT_PARALLEL);
 	for (i = 0; i < n; i++) {
 		char k1[OST_KEY_MAX + 1], k2[OST_KEY_MAX + 1];
 		int r1 = h5m_extent_key(m, i, k1, sizeof(k1));
@@ -939,7 +892,7 @@ static int copy_objects(struct fs_ctx *ctx, const struct h5m_manifest *m,
 		reqs[i].dst_key = keys[2 * i + 1];
 		batch_submit(ctx->st, &b, &reqs[i]);
 	}
-	rc = batch_wait(&b);
+	rc = ost_batch_wait(&b);
 	for (i = 0; i < 2 * n; i++)
 		free(keys[i]);
 	free(keys);

@@ -823,17 +823,64 @@ int ost_delete(struct ost *st, const char *key)
 	return ost_run_sync(st, &req);
 }
 
-/* Requests of one ost_delete_keys() call in flight. */
+void ost_batch_init(struct ost_batch *b, unsigned max)
+{
+	memset(b, 0, sizeof(*b));
+	b->max = max ? max : 1;
+	pthread_mutex_init(&b->lock, NULL);
+	pthread_cond_init(&b->cond, NULL);
+}
+
+void ost_batch_submit(struct ost *st, struct ost_batch *b,
+		      struct ost_req *req)
+{
+	int rc;
+
+	pthread_mutex_lock(&b->lock);
+	while (b->inflight >= b->max)
+		pthread_cond_wait(&b->cond, &b->lock);
+	b->inflight++;
+	pthread_mutex_unlock(&b->lock);
+	rc = ost_submit(st, req);
+	if (rc < 0) {
+		req->rc = rc;
+		req->done(req);
+	}
+}
+
+void ost_batch_finish(struct ost_batch *b, int rc)
+{
+	pthread_mutex_lock(&b->lock);
+	if (rc < 0 && !b->rc)
+		b->rc = rc;
+	b->inflight--;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+}
+
+int ost_batch_wait(struct ost_batch *b)
+{
+	int rc;
+
+	pthread_mutex_lock(&b->lock);
+	while (b->inflight)
+		pthread_cond_wait(&b->cond, &b->lock);
+	rc = b->rc;
+	pthread_mutex_unlock(&b->lock);
+	pthread_mutex_destroy(&b->lock);
+	pthread_cond_destroy(&b->cond);
+	return rc;
+}
+
+/* One ost_delete_keys() call: its batch and the keys that failed. */
 struct del_batch {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	unsigned inflight;
-	long failed;
+	struct ost_batch b;
+	long failed; /* atomic */
 };
 
 static void del_done(struct ost_req *req)
 {
-	struct del_batch *b = req->arg;
+	struct del_batch *d = req->arg;
 	long failed = 0;
 	size_t i;
 
@@ -852,11 +899,8 @@ static void del_done(struct ost_req *req)
 			strerror(-req->rc));
 		failed = 1;
 	}
-	pthread_mutex_lock(&b->lock);
-	b->failed += failed;
-	b->inflight--;
-	pthread_cond_broadcast(&b->cond);
-	pthread_mutex_unlock(&b->lock);
+	__atomic_add_fetch(&d->failed, failed, __ATOMIC_RELAXED);
+	ost_batch_finish(&d->b, 0);
 }
 
 long ost_delete_keys(struct ost *st, char *const *keys, size_t n)
@@ -866,8 +910,7 @@ long ost_delete_keys(struct ost *st, char *const *keys, size_t n)
 			    : n, i;
 	struct ost_req *reqs;
 	int *rcs = NULL;
-	struct del_batch b;
-	long failed;
+	struct del_batch d = { .failed = 0 };
 
 	if (!n)
 		return 0;
@@ -879,12 +922,9 @@ long ost_delete_keys(struct ost *st, char *const *keys, size_t n)
 		free(rcs);
 		return -ENOMEM;
 	}
-	memset(&b, 0, sizeof(b));
-	pthread_mutex_init(&b.lock, NULL);
-	pthread_cond_init(&b.cond, NULL);
+	ost_batch_init(&d.b, 32);
 	for (i = 0; i < nreq; i++) {
 		struct ost_req *r = &reqs[i];
-		int rc;
 
 		r->op = OST_DELETE;
 		if (batch) {
@@ -898,28 +938,13 @@ long ost_delete_keys(struct ost *st, char *const *keys, size_t n)
 			r->key = keys[i];
 		}
 		r->done = del_done;
-		r->arg = &b;
-		pthread_mutex_lock(&b.lock);
-		while (b.inflight >= 32)
-			pthread_cond_wait(&b.cond, &b.lock);
-		b.inflight++;
-		pthread_mutex_unlock(&b.lock);
-		rc = ost_submit(st, r);
-		if (rc < 0) {
-			r->rc = rc;
-			del_done(r);
-		}
+		r->arg = &d;
+		ost_batch_submit(st, &d.b, r);
 	}
-	pthread_mutex_lock(&b.lock);
-	while (b.inflight)
-		pthread_cond_wait(&b.cond, &b.lock);
-	failed = b.failed;
-	pthread_mutex_unlock(&b.lock);
-	pthread_mutex_destroy(&b.lock);
-	pthread_cond_destroy(&b.cond);
+	ost_batch_wait(&d.b);
 	free(reqs);
 	free(rcs);
-	return failed;
+	return __atomic_load_n(&d.failed, __ATOMIC_RELAXED);
 }
 
 int ost_copy(struct ost *st, const char *src, const char *dst)

@@ -30,6 +30,7 @@
 #ifndef CH5_OST_H
 #define CH5_OST_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -317,6 +318,32 @@ int ost_head(struct ost *st, const char *key, struct ost_info *info);
 int ost_list(struct ost *st, const char *prefix, const char *delimiter,
 	     const char *token, size_t max_keys, struct ost_list_result *res);
 int ost_delete(struct ost *st, const char *key);
+
+/* A set of asynchronous requests with at most `max` in flight, waited for
+ * together.  The caller's completion (req->done) must end with
+ * ost_batch_finish() on the batch.  One thread submits and waits; the
+ * completions may run on any pool thread. */
+struct ost_batch {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned inflight, max; /* guarded by lock */
+	int rc;			/* guarded by lock: first error */
+};
+
+void ost_batch_init(struct ost_batch *b, unsigned max);
+
+/* Submit `req` (done and arg set by the caller) once fewer than b->max are
+ * in flight.  If the pool refuses it, req->rc is set and req->done runs
+ * here. */
+void ost_batch_submit(struct ost *st, struct ost_batch *b,
+		      struct ost_req *req);
+
+/* From a completion: record `rc` if it is the first error (0 = none) and
+ * free the request's slot. */
+void ost_batch_finish(struct ost_batch *b, int rc);
+
+/* Wait for every request, release the batch, return the first error. */
+int ost_batch_wait(struct ost_batch *b);
 
 #define OST_DELETE_BATCH 1000 /* most keys in one batch DELETE (as S3) */
 
