@@ -30,6 +30,25 @@ def run(cmd, timeout=60, **kw):
                           stderr=subprocess.STDOUT, **kw)
 
 
+def run_on_mount(cmd, mnt, timeout=60):
+    """Run cmd against the mount.  If it does not finish in time, the
+    daemon is hung: kill it and detach the mount (which releases the
+    process waiting in the kernel), then fail."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for pid in daemon_pids(mnt):
+            os.kill(pid, 9)
+        run(["fusermount3", "-uz", mnt])
+        p.kill()
+        p.communicate()
+        raise T.Fail("%s hung for %d s on the daemonized mount"
+                     % (cmd[0], timeout))
+    return subprocess.CompletedProcess(cmd, p.returncode, out)
+
+
 def daemon_pids(mnt):
     out = run(["pgrep", "-f", "mount.cloudh5 .* %s " % mnt]).stdout
     return [int(p) for p in out.split()]
@@ -54,11 +73,11 @@ def daemonized_mount_serves(binary):
                     "with h5py.File(%r, 'r') as f:\n"
                     "    assert f['d'][255, 255] == 65535.0\n"
                     % (os.path.join(mnt, "x.h5"), os.path.join(mnt, "x.h5")))
-            r = run([sys.executable, "-c", code], timeout=60)
+            r = run_on_mount([sys.executable, "-c", code], mnt)
             T.check(r.returncode == 0, "h5py through the daemon failed: %s"
                     % r.stdout.decode(errors="replace")[-800:])
-            r = run(["h5dump", "-d", "/d", "-s", "255,255", "-c", "1,1",
-                     os.path.join(mnt, "x.h5")], timeout=60)
+            r = run_on_mount(["h5dump", "-d", "/d", "-s", "255,255", "-c",
+                              "1,1", os.path.join(mnt, "x.h5")], mnt)
             T.check(r.returncode == 0 and b"65535" in r.stdout,
                     "h5dump through the daemon: %s"
                     % r.stdout.decode(errors="replace")[-800:])
