@@ -258,9 +258,9 @@ static int setup(struct ost_http *h, struct job *j)
 	return 0;
 }
 
-static void finish(struct ost_http *h, struct job *j, CURLcode cc)
+/* Mark j done and wake its caller (h->lock held). */
+static void finish(struct job *j, CURLcode cc)
 {
-	(void)h;
 	curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &j->x->status);
 	j->x->curl_code = (int)cc;
 	j->done = true;
@@ -288,7 +288,7 @@ static void *event_loop(void *arg)
 
 			if (curl_multi_add_handle(h->multi, q->easy) !=
 			    CURLM_OK)
-				finish(h, q, CURLE_OUT_OF_MEMORY);
+				finish(q, CURLE_OUT_OF_MEMORY);
 			q = next;
 		}
 		pthread_mutex_unlock(&h->lock);
@@ -302,7 +302,7 @@ static void *event_loop(void *arg)
 					  (char **)&j);
 			curl_multi_remove_handle(h->multi, msg->easy_handle);
 			pthread_mutex_lock(&h->lock);
-			finish(h, j, msg->data.result);
+			finish(j, msg->data.result);
 			pthread_mutex_unlock(&h->lock);
 		}
 		pthread_mutex_lock(&h->lock);

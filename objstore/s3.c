@@ -729,6 +729,24 @@ struct list_state {
 	int rc;
 };
 
+/* Make room for item n of *arr (elem bytes each, *cap allocated).
+ * 0 or -ENOMEM. */
+static int grow(void **arr, size_t *cap, size_t n, size_t elem)
+{
+	size_t nc;
+	void *a;
+
+	if (n < *cap)
+		return 0;
+	nc = *cap ? 2 * *cap : 64;
+	a = realloc(*arr, nc * elem);
+	if (!a)
+		return -ENOMEM;
+	*arr = a;
+	*cap = nc;
+	return 0;
+}
+
 /* Strip the store's prefix from a listed key (decoding it first). */
 static const char *list_key(struct list_state *l, const char *text,
 			    char *buf, size_t size)
@@ -774,18 +792,10 @@ static void on_list_xml(void *arg, const char *parent, const char *name,
 		}
 	} else if (!strcmp(name, "Contents")) {
 		if (l->cur_key[0]) {
-			if (res->n_objects == l->cap_obj) {
-				size_t nc = l->cap_obj ? 2 * l->cap_obj : 64;
-				void *n = realloc(res->objects,
-						  nc * sizeof(*res->objects));
-
-				if (!n) {
-					l->rc = -ENOMEM;
-					return;
-				}
-				res->objects = n;
-				l->cap_obj = nc;
-			}
+			l->rc = grow((void **)&res->objects, &l->cap_obj,
+				     res->n_objects, sizeof(*res->objects));
+			if (l->rc)
+				return;
 			l->cur.key = strdup(l->cur_key);
 			if (!l->cur.key) {
 				l->rc = -ENOMEM;
@@ -800,18 +810,10 @@ static void on_list_xml(void *arg, const char *parent, const char *name,
 		k = list_key(l, text, buf, sizeof(buf));
 		if (!k || !*k)
 			return;
-		if (res->n_prefixes == l->cap_pfx) {
-			size_t nc = l->cap_pfx ? 2 * l->cap_pfx : 64;
-			void *n = realloc(res->prefixes,
-					  nc * sizeof(*res->prefixes));
-
-			if (!n) {
-				l->rc = -ENOMEM;
-				return;
-			}
-			res->prefixes = n;
-			l->cap_pfx = nc;
-		}
+		l->rc = grow((void **)&res->prefixes, &l->cap_pfx,
+			     res->n_prefixes, sizeof(*res->prefixes));
+		if (l->rc)
+			return;
 		res->prefixes[res->n_prefixes] = strdup(k);
 		if (!res->prefixes[res->n_prefixes])
 			l->rc = -ENOMEM;
