@@ -12,6 +12,8 @@ pkgs=(
   util-linux procps
   # the integration_s3.* tests' Ceph RGW (tests/servers/ceph-rgw-up.sh)
   ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl
+  # bench/edit_bench.py's peer (rclone mount) and its byte count (strace)
+  rclone strace
 )
 missing=()
 for p in "${pkgs[@]}"; do

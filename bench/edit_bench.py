@@ -61,6 +61,9 @@ import time
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from local_bench import drop_caches  # noqa: E402
+
 MiB = 1 << 20
 COLS = 8192
 CHUNK = (128, 1024)            # float64: 1 MiB
@@ -71,16 +74,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def log(msg):
     print("[edit_bench %s] %s" % (time.strftime("%H:%M:%S"), msg),
           file=sys.stderr, flush=True)
-
-
-def drop_caches():
-    subprocess.run(["sync"], check=True)
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return True
-    except OSError:
-        return False
 
 
 def wait_mount(mnt, proc, what, timeout=30):
