@@ -9,6 +9,11 @@
  *               runs of other bytes cut into raw blocks) and the skeleton,
  *               i.e. every byte not in an object, verbatim.
  *   manifest    encode/decode: versioned, checksummed, lz4 where it helps.
+ *   page fill   the object bytes that share a page (H5M_FILL_PAGE bytes,
+ *               aligned) with skeleton bytes, kept in the manifest as well,
+ *               so every page that holds metadata can be served whole from
+ *               memory: a reader that reads whole pages (the kernel page
+ *               cache) reads metadata without fetching a chunk.
  *   synthesize  file offset range -> pieces (skeleton bytes or a range of
  *               one object), so the file is rebuilt byte for byte.
  *
@@ -44,7 +49,9 @@
 #define H5M_MAGIC "\x89" "CH5MAN\n" /* 8 bytes, first bytes of a manifest */
 #define H5M_MAGIC_LEN 8
 #define H5M_HEADER_SIZE 64 /* fixed header; enough to read the file size */
-#define H5M_FORMAT_VERSION 1
+#define H5M_FORMAT_VERSION 2 /* 2 adds the page fill; 1 is still read */
+#define H5M_FILL_PAGE 4096   /* page size the fill is planned for */
+#define H5M_NO_FILL UINT32_MAX
 #define H5M_KEY_MAX 20480 /* longest object key (bytes, NUL excluded) */
 
 /* Read `len` bytes at file offset `off` into `buf`.  Return 0, or a negative
@@ -102,6 +109,9 @@ struct h5m_layout {
 	uint64_t raw_min;     /* a run of non-dataset bytes at least this
 				 long becomes raw objects instead of
 				 skeleton (0 = 1 MiB) */
+	uint32_t fill_page;   /* plan the page fill for pages of this many
+				 bytes (0 = H5M_FILL_PAGE; H5M_NO_FILL:
+				 none) */
 };
 
 struct h5m_manifest;
@@ -149,6 +159,7 @@ int h5m_header_peek(const void *buf, size_t len, struct h5m_header *out);
 uint64_t h5m_file_size(const struct h5m_manifest *m);
 uint64_t h5m_generation(const struct h5m_manifest *m);
 uint64_t h5m_skeleton_size(const struct h5m_manifest *m);
+uint64_t h5m_fill_size(const struct h5m_manifest *m); /* page fill bytes */
 size_t h5m_extent_count(const struct h5m_manifest *m);
 
 /* Extent i (0 <= i < count): file offset and length in bytes; the object is
@@ -169,13 +180,16 @@ struct h5m_piece {
 	uint64_t file_off;   /* where the piece starts in the file */
 	uint64_t len;	     /* bytes */
 	const uint8_t *skel; /* non-NULL: the bytes, borrowed from the
-				manifest; NULL: from an object */
-	size_t extent;	     /* object pieces: extent index */
+				manifest (skeleton, or page fill of an
+				object); NULL: from an object */
+	size_t extent;	     /* object pieces and fill pieces: extent
+				index */
 	uint64_t obj_off;    /* object pieces: offset inside the object */
 };
 
 /* Synthesize: describe [off, off+len) clipped to the file size as at most
- * `max` pieces in file order.  Returns the number written; if the range
+ * `max` pieces in file order (bytes the manifest holds are memory pieces,
+ * whether skeleton or page fill).  Returns the number written; if the range
  * needs more, the caller continues at the end of the last piece. */
 size_t h5m_map(const struct h5m_manifest *m, uint64_t off, uint64_t len,
 	       struct h5m_piece *pieces, size_t max);

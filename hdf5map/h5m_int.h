@@ -46,6 +46,22 @@ struct h5m_manifest {
 	uint8_t *skel; /* the skeleton: every byte in no extent, in order */
 	uint64_t skel_len;
 	size_t skel_cap;
+	/* Page fill (format 2): object bytes that share a page of
+	 * fill_page bytes with skeleton bytes, kept here too. */
+	uint32_t fill_page;   /* 0: no fill */
+	struct h5m_fill *fr;  /* sorted by off, disjoint, in extents only */
+	size_t n_fill;
+	size_t cap_fill;
+	uint8_t *fill;	      /* the fill bytes, in file order */
+	uint64_t fill_len;
+	size_t fill_cap;
+};
+
+/* One run of fill: file bytes [off, off+len) are fill[at, at+len). */
+struct h5m_fill {
+	uint64_t off;
+	uint64_t len;
+	uint64_t at;
 };
 
 /* Builder used by plan (and the tests).  All return 0 or -ENOMEM/-EINVAL;
@@ -67,7 +83,25 @@ int h5m_manifest_add_skel(struct h5m_manifest *m, uint64_t len,
  * capacity *cap (elements), doubling.  0 or -ENOMEM (then *p is kept). */
 int h5m_grow(void **p, size_t *cap, size_t need, size_t elem);
 
-/* Check that extents and skeleton account for exactly file_size bytes. */
+/* Append `len` fill bytes at file offset `off` (at or after the end of the
+ * last fill run; extends it when adjacent); *dst receives where to write
+ * them.  Where they may lie is checked by h5m_manifest_check(). */
+int h5m_manifest_add_fill(struct h5m_manifest *m, uint64_t off, uint64_t len,
+			  uint8_t **dst);
+
+/* Give `n` (same extents and file size) a copy of m's fill.  0 or -ENOMEM. */
+int h5m_manifest_copy_fill(struct h5m_manifest *n,
+			   const struct h5m_manifest *m);
+
+/* Compute m's fill for pages of `page` bytes, reading the object bytes
+ * through `read`/`ctx`, at most `budget` bytes of it (runs past the budget
+ * are left out: only speed depends on them).  m's extents and skeleton must
+ * be complete.  0, -ENOMEM, or the callback's error. */
+int h5m_fill_plan(struct h5m_manifest *m, uint32_t page, uint64_t budget,
+		  h5m_read_fn read, void *ctx);
+
+/* Check that extents and skeleton account for exactly file_size bytes and
+ * that the fill lies inside extents, sorted and disjoint. */
 int h5m_manifest_check(const struct h5m_manifest *m);
 
 /* The library-wide libhdf5 lock (libhdf5 serial is not thread-safe). Every

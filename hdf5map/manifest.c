@@ -1,7 +1,8 @@
 /*
  * manifest.c - the manifest: in-memory form, encode/decode, synthesize.
  *
- * Encoded form (all integers little-endian), format version 1:
+ * Encoded form (all integers little-endian), format version 2 (version 1 is
+ * the same without the page fill section, and is still decoded):
  *
  *   header, 64 bytes; every later version keeps the magic at 0, the
  *   version at 8 and the header CRC at 60, so an old reader can tell
@@ -25,8 +26,11 @@
  *                 previous extent's key suffix), add, `add` bytes
  *                 (front-coded key suffixes)
  *     skeleton_len bytes of skeleton
+ *     page fill (version 2): fill_page (page size, bytes; 0 = none),
+ *                 n_fill, per run: gap (from the end of the previous run,
+ *                 or from 0), len (>= 1); then the runs' bytes in order
  *   The body must end exactly there; extents plus skeleton make up exactly
- *   file_size bytes.
+ *   file_size bytes; fill runs are sorted, disjoint, and inside extents.
  *
  * A 1,000,000-chunk manifest encodes to a few MB (see test_manifest).
  */
@@ -63,6 +67,8 @@ void h5m_manifest_free(struct h5m_manifest *m)
 	free(m->pfx);
 	free(m->arena);
 	free(m->skel);
+	free(m->fr);
+	free(m->fill);
 	free(m);
 }
 
@@ -179,9 +185,21 @@ int h5m_manifest_add_skel(struct h5m_manifest *m, uint64_t len, uint8_t **dst)
 	return 0;
 }
 
+/* Skeleton bytes before file offset `off` (0 <= off <= file_size). */
+static uint64_t skel_before(const struct h5m_manifest *m, uint64_t off)
+{
+	size_t i = h5m_extent_find(m, off);
+
+	if (i == m->n_ext)
+		return m->skel_len - (m->file_size - off);
+	if (m->ext[i].off <= off)
+		return m->ext[i].skel;
+	return m->ext[i].skel - (m->ext[i].off - off);
+}
+
 int h5m_manifest_check(const struct h5m_manifest *m)
 {
-	uint64_t covered = 0;
+	uint64_t covered = 0, pos = 0, at = 0;
 	size_t i;
 
 	for (i = 0; i < m->n_ext; i++) {
@@ -194,7 +212,179 @@ int h5m_manifest_check(const struct h5m_manifest *m)
 	}
 	if (m->file_size - covered != m->skel_len)
 		return -EINVAL;
+	for (i = 0; i < m->n_fill; i++) {
+		const struct h5m_fill *f = &m->fr[i];
+
+		/* sorted, disjoint, in the file, and object bytes only */
+		if (f->len == 0 || f->off < pos || f->at != at ||
+		    f->off > m->file_size || f->len > m->file_size - f->off ||
+		    skel_before(m, f->off + f->len) != skel_before(m, f->off))
+			return -EINVAL;
+		pos = f->off + f->len;
+		at += f->len;
+	}
+	if (at != m->fill_len || (m->n_fill && !m->fill_page))
+		return -EINVAL;
 	return 0;
+}
+
+int h5m_manifest_add_fill(struct h5m_manifest *m, uint64_t off, uint64_t len,
+			  uint8_t **dst)
+{
+	struct h5m_fill *last = m->n_fill ? &m->fr[m->n_fill - 1] : NULL;
+	int rc;
+
+	if (len == 0 || (last && off < last->off + last->len) ||
+	    len > SIZE_MAX - m->fill_len - 1)
+		return -EINVAL;
+	rc = h5m_grow((void **)&m->fill, &m->fill_cap,
+		      (size_t)(m->fill_len + len) + 1, 1);
+	if (rc)
+		return rc;
+	if (last && off == last->off + last->len) {
+		last->len += len;
+	} else {
+		rc = h5m_grow((void **)&m->fr, &m->cap_fill, m->n_fill + 1,
+			      sizeof(*m->fr));
+		if (rc)
+			return rc;
+		m->fr[m->n_fill].off = off;
+		m->fr[m->n_fill].len = len;
+		m->fr[m->n_fill].at = m->fill_len;
+		m->n_fill++;
+	}
+	*dst = m->fill + m->fill_len;
+	m->fill_len += len;
+	return 0;
+}
+
+int h5m_manifest_copy_fill(struct h5m_manifest *n,
+			   const struct h5m_manifest *m)
+{
+	n->fill_page = m->fill_page;
+	if (!m->n_fill)
+		return 0;
+	n->fr = malloc(m->n_fill * sizeof(*n->fr));
+	n->fill = malloc((size_t)m->fill_len + 1);
+	if (!n->fr || !n->fill)
+		return -ENOMEM;
+	memcpy(n->fr, m->fr, m->n_fill * sizeof(*n->fr));
+	memcpy(n->fill, m->fill, (size_t)m->fill_len);
+	n->n_fill = n->cap_fill = m->n_fill;
+	n->fill_len = m->fill_len;
+	n->fill_cap = (size_t)m->fill_len + 1;
+	return 0;
+}
+
+/* Fill the object bytes of page run [a, b), extent by extent; with no
+ * `read`, only count them into *total. */
+static int fill_run(struct h5m_manifest *m, uint64_t a, uint64_t b,
+		    uint64_t budget, h5m_read_fn read, void *ctx,
+		    uint64_t *total)
+{
+	size_t i;
+	int rc;
+
+	if (!read) {
+		*total += (b - a) - (skel_before(m, b) - skel_before(m, a));
+		return 0;
+	}
+	for (i = h5m_extent_find(m, a); i < m->n_ext && m->ext[i].off < b;
+	     i++) {
+		const struct h5m_ext *e = &m->ext[i];
+		uint64_t lo = e->off > a ? e->off : a;
+		uint64_t hi = ext_end(e) < b ? ext_end(e) : b;
+		uint8_t *dst;
+
+		if (m->fill_len + (hi - lo) > budget)
+			return 1;
+		rc = h5m_manifest_add_fill(m, lo, hi - lo, &dst);
+		if (rc)
+			return rc;
+		rc = read(ctx, lo, dst, (size_t)(hi - lo));
+		if (rc)
+			return rc < 0 ? rc : -EIO;
+	}
+	return 0;
+}
+
+/* The pages to fill, as merged runs in file order: every page that holds a
+ * skeleton byte and, with `edges`, every page where an extent starts or
+ * ends.  Each run is filled (or, without `read`, counted). */
+static int fill_walk(struct h5m_manifest *m, uint64_t page, bool edges,
+		     uint64_t budget, h5m_read_fn read, void *ctx,
+		     uint64_t *total)
+{
+	uint64_t run_a = 0, run_b = 0, pos = 0;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i <= m->n_ext && rc == 0; i++) {
+		/* up to three page ranges, in file order: the gap before
+		 * extent i, the page where it starts, the one where it ends */
+		uint64_t r[3][2], n = 0, g1;
+		size_t k;
+
+		g1 = i < m->n_ext ? m->ext[i].off : m->file_size;
+		if (g1 > pos) {
+			r[n][0] = pos;
+			r[n++][1] = g1;
+		}
+		if (i < m->n_ext && edges) {
+			const struct h5m_ext *e = &m->ext[i];
+
+			if (e->off % page) {
+				r[n][0] = e->off;
+				r[n++][1] = e->off + 1;
+			}
+			if (ext_end(e) % page && ext_end(e) < m->file_size) {
+				r[n][0] = ext_end(e);
+				r[n++][1] = ext_end(e) + 1;
+			}
+		}
+		if (i < m->n_ext)
+			pos = ext_end(&m->ext[i]);
+		for (k = 0; k < n && rc == 0; k++) {
+			uint64_t pa = r[k][0] - r[k][0] % page;
+			uint64_t pb = r[k][1] % page
+					      ? r[k][1] + (page - r[k][1] % page)
+					      : r[k][1];
+
+			if (pb > m->file_size || pb < r[k][1])
+				pb = m->file_size;
+			if (run_b > run_a && pa <= run_b) {
+				if (pb > run_b)
+					run_b = pb;
+				continue;
+			}
+			if (run_b > run_a)
+				rc = fill_run(m, run_a, run_b, budget, read,
+					      ctx, total);
+			run_a = pa;
+			run_b = pb;
+		}
+	}
+	if (rc == 0 && run_b > run_a)
+		rc = fill_run(m, run_a, run_b, budget, read, ctx, total);
+	return rc;
+}
+
+int h5m_fill_plan(struct h5m_manifest *m, uint32_t page, uint64_t budget,
+		  h5m_read_fn read, void *ctx)
+{
+	uint64_t with_edges = 0;
+	int rc;
+
+	if (page == 0 || m->n_fill || !read)
+		return -EINVAL;
+	m->fill_page = page;
+	/* Pages where chunks meet too, if all of it fits: then a reader of
+	 * whole pages reads one chunk without its neighbours.  Else the
+	 * pages of metadata only, in file order while the budget lasts. */
+	fill_walk(m, page, true, budget, NULL, NULL, &with_edges);
+	rc = fill_walk(m, page, with_edges <= budget, budget, read, ctx,
+		       NULL);
+	return rc > 0 ? 0 : rc; /* 1: over budget, the rest left out */
 }
 
 /* ---- accessors ---------------------------------------------------------- */
@@ -212,6 +402,11 @@ uint64_t h5m_generation(const struct h5m_manifest *m)
 uint64_t h5m_skeleton_size(const struct h5m_manifest *m)
 {
 	return m->skel_len;
+}
+
+uint64_t h5m_fill_size(const struct h5m_manifest *m)
+{
+	return m->fill_len;
 }
 
 size_t h5m_extent_count(const struct h5m_manifest *m)
@@ -255,30 +450,60 @@ size_t h5m_extent_find(const struct h5m_manifest *m, uint64_t off)
 	return lo;
 }
 
+/* Index of the first fill run whose end is > off (n_fill if none). */
+static size_t fill_find(const struct h5m_manifest *m, uint64_t off)
+{
+	size_t lo = 0, hi = m->n_fill;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (m->fr[mid].off + m->fr[mid].len > off)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
 size_t h5m_map(const struct h5m_manifest *m, uint64_t off, uint64_t len,
 	       struct h5m_piece *pieces, size_t max)
 {
 	uint64_t end;
-	size_t n = 0, i;
+	size_t n = 0, i, j;
 
 	if (off >= m->file_size || len == 0 || max == 0)
 		return 0;
 	end = len > m->file_size - off ? m->file_size : off + len;
 	i = h5m_extent_find(m, off);
+	j = fill_find(m, off);
 	while (off < end && n < max) {
 		struct h5m_piece *pc = &pieces[n++];
 
 		if (i < m->n_ext && off >= m->ext[i].off) {
 			const struct h5m_ext *e = &m->ext[i];
 			uint64_t stop = ext_end(e) < end ? ext_end(e) : end;
+			const struct h5m_fill *f = j < m->n_fill ? &m->fr[j]
+								 : NULL;
 
+			pc->skel = NULL;
+			if (f && f->off <= off) {
+				/* object bytes the manifest holds too */
+				if (f->off + f->len < stop)
+					stop = f->off + f->len;
+				pc->skel = m->fill + f->at + (off - f->off);
+			} else if (f && f->off < stop) {
+				stop = f->off;
+			}
 			pc->file_off = off;
 			pc->len = stop - off;
-			pc->skel = NULL;
 			pc->extent = i;
 			pc->obj_off = off - e->off;
 			off = stop;
-			i++;
+			if (off == ext_end(e))
+				i++;
+			if (f && off == f->off + f->len)
+				j++;
 		} else {
 			/* a gap: skeleton bytes up to the next extent */
 			uint64_t gap_end = i < m->n_ext ? m->ext[i].off
@@ -386,7 +611,9 @@ static int encode_body(const struct h5m_manifest *m, struct h5m_buf *b)
 	int rc;
 
 	rc = h5m_grow((void **)&b->p, &b->cap,
-		      m->n_ext * 8 + m->arena_len + m->skel_len + 64, 1);
+		      m->n_ext * 8 + m->arena_len + m->skel_len +
+			      m->n_fill * 8 + m->fill_len + 64,
+		      1);
 	if (rc)
 		return rc;
 	rc = buf_varint(b, m->skel_len);
@@ -424,6 +651,19 @@ static int encode_body(const struct h5m_manifest *m, struct h5m_buf *b)
 	}
 	if (!rc)
 		rc = buf_put(b, m->skel, m->skel_len);
+	if (!rc)
+		rc = buf_varint(b, m->fill_page);
+	if (!rc)
+		rc = buf_varint(b, m->n_fill);
+	prev_end = 0;
+	for (i = 0; !rc && i < m->n_fill; i++) {
+		rc = buf_varint(b, m->fr[i].off - prev_end);
+		if (!rc)
+			rc = buf_varint(b, m->fr[i].len);
+		prev_end = m->fr[i].off + m->fr[i].len;
+	}
+	if (!rc)
+		rc = buf_put(b, m->fill, m->fill_len);
 	return rc;
 }
 
@@ -611,6 +851,47 @@ out:
 	return rc;
 }
 
+/* The page fill section (format 2); bounds are checked here, placement
+ * by h5m_manifest_check(). */
+static int decode_fill(struct h5m_manifest *m, const struct h5m_hdr *h,
+		       struct h5m_rd *r)
+{
+	uint64_t page, n, pos = 0, total = 0, gap, len;
+	size_t i;
+
+	if (rd_varint(r, &page) || rd_varint(r, &n) || page > UINT32_MAX ||
+	    n > (uint64_t)(r->end - r->p) / 2 || (n && !page))
+		return -EBADMSG;
+	m->fill_page = (uint32_t)page;
+	if (!n)
+		return 0;
+	m->fr = malloc(n * sizeof(*m->fr));
+	if (!m->fr)
+		return -ENOMEM;
+	m->cap_fill = n;
+	for (i = 0; i < n; i++) {
+		if (rd_varint(r, &gap) || rd_varint(r, &len) || len == 0 ||
+		    gap > h->file_size - pos || len > h->file_size - pos - gap)
+			return -EBADMSG;
+		m->fr[i].off = pos + gap;
+		m->fr[i].len = len;
+		m->fr[i].at = total;
+		pos = m->fr[i].off + len;
+		total += len;
+	}
+	m->n_fill = n;
+	if (total > (uint64_t)(r->end - r->p))
+		return -EBADMSG;
+	m->fill = malloc((size_t)total + 1);
+	if (!m->fill)
+		return -ENOMEM;
+	memcpy(m->fill, r->p, (size_t)total);
+	m->fill_len = total;
+	m->fill_cap = (size_t)total + 1;
+	r->p += total;
+	return 0;
+}
+
 static int decode_body(struct h5m_manifest *m, const struct h5m_hdr *h,
 		       struct h5m_rd *r)
 {
@@ -688,7 +969,7 @@ static int decode_body(struct h5m_manifest *m, const struct h5m_hdr *h,
 		covered += len;
 	}
 	if (h->file_size - covered != skel_len ||
-	    (uint64_t)(r->end - r->p) != skel_len)
+	    (uint64_t)(r->end - r->p) < skel_len)
 		goto out;
 	m->skel = malloc(skel_len + 1);
 	if (!m->skel) {
@@ -698,7 +979,12 @@ static int decode_body(struct h5m_manifest *m, const struct h5m_hdr *h,
 	memcpy(m->skel, r->p, skel_len);
 	m->skel_len = skel_len;
 	r->p += skel_len;
-	rc = 0;
+	if (h->version >= 2)
+		rc = decode_fill(m, h, r);
+	else
+		rc = 0;
+	if (rc == 0 && (r->p != r->end || h5m_manifest_check(m)))
+		rc = -EBADMSG;
 out:
 	free(sfx);
 	return rc;

@@ -19,6 +19,8 @@
 #define H5M_DEFAULT_BLOCK (8u << 20)
 #define H5M_DEFAULT_RAW_MIN (1u << 20)
 #define H5M_SKEL_READ_MAX (64u << 20) /* largest single callback read */
+#define H5M_FILL_MIN_BUDGET (4u << 20) /* page fill allowed even for a
+					  small skeleton, bytes */
 
 struct h5m_plan_ctx {
 	struct h5m_manifest *m;
@@ -281,6 +283,17 @@ int h5m_plan(const struct h5m_split *sp, uint64_t file_size,
 		pos = s->off + s->len;
 	}
 	rc = add_gap(&pc, pos, file_size - pos);
+	/* The page fill: about as big as the skeleton in files of small
+	 * chunks; bounded for files whose metadata is interleaved with
+	 * chunks everywhere. */
+	if (!rc && lay->fill_page != H5M_NO_FILL)
+		rc = h5m_fill_plan(pc.m,
+				   lay->fill_page ? lay->fill_page
+						  : H5M_FILL_PAGE,
+				   pc.m->skel_len * 2 > H5M_FILL_MIN_BUDGET
+					   ? pc.m->skel_len * 2
+					   : H5M_FILL_MIN_BUDGET,
+				   read, ctx);
 out:
 	free(pc.ds_prefix);
 	if (!rc)

@@ -104,6 +104,9 @@ int h5m_manifest_rekey(const struct h5m_manifest *m, const char *from,
 	rc = copy_skel(n, m, NULL, pos, m->file_size);
 	if (rc < 0)
 		goto out;
+	rc = h5m_manifest_copy_fill(n, m);
+	if (rc < 0)
+		goto out;
 	rc = h5m_manifest_check(n);
 out:
 	free(fp);
@@ -185,6 +188,9 @@ int h5m_manifest_reuse(const struct h5m_manifest *m,
 		pos = e->off + e->len;
 	}
 	rc = copy_skel(n, m, NULL, pos, m->file_size);
+	if (rc < 0)
+		goto out;
+	rc = h5m_manifest_copy_fill(n, m);
 	if (rc < 0)
 		goto out;
 	rc = h5m_manifest_check(n);

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -136,7 +137,8 @@ static struct h5m_layout layout(uint64_t block, uint64_t raw_min)
 				.tag = "g3-9f2c01aa",
 				.generation = 3,
 				.block_size = block,
-				.raw_min = raw_min };
+				.raw_min = raw_min,
+				.fill_page = H5M_NO_FILL };
 	return l;
 }
 
@@ -161,6 +163,51 @@ static void assert_same_manifest(const struct h5m_manifest *a,
 		assert_string_equal(ka, kb);
 	}
 	assert_memory_equal(a->skel, b->skel, (size_t)a->skel_len);
+	assert_int_equal(a->fill_page, b->fill_page);
+	assert_int_equal(h5m_fill_size(a), h5m_fill_size(b));
+	assert_int_equal(a->n_fill, b->n_fill);
+	for (size_t i = 0; i < a->n_fill; i++) {
+		assert_int_equal(a->fr[i].off, b->fr[i].off);
+		assert_int_equal(a->fr[i].len, b->fr[i].len);
+	}
+	assert_memory_equal(a->fill, b->fill, (size_t)a->fill_len);
+}
+
+/* The page fill's promise: every page of m->fill_page bytes that holds a
+ * skeleton byte (or, with `edges`, is not inside one extent) is served from
+ * memory only. */
+static void check_fill_pages(const struct h5m_manifest *m, bool edges)
+{
+	uint64_t size = h5m_file_size(m), P = m->fill_page;
+	struct h5m_piece pcs[64];
+
+	if (!P)
+		return;
+	for (uint64_t a = 0; a < size; a += P) {
+		size_t n = h5m_map(m, a, P, pcs, 64), i;
+		bool skel = false, obj = false, one = true;
+		uint64_t covered = 0;
+
+		for (i = 0; i < n; i++) {
+			size_t e = h5m_extent_find(m, pcs[i].file_off);
+			uint64_t eo = 0, el = 0;
+
+			if (e < h5m_extent_count(m))
+				h5m_extent(m, e, &eo, &el);
+			if (e == h5m_extent_count(m) || eo > pcs[i].file_off)
+				skel = true;
+			else if (pcs[i].extent != pcs[0].extent)
+				one = false;
+			if (!pcs[i].skel)
+				obj = true;
+			covered += pcs[i].len;
+		}
+		if (covered < (size - a < P ? size - a : P))
+			continue; /* more pieces than pcs holds */
+		assert_false(skel && obj);
+		if (edges)
+			assert_false(obj && !one);
+	}
 }
 
 static struct h5m_manifest *roundtrip(const struct h5m_manifest *m,
@@ -205,10 +252,18 @@ static void rebuild_check(const struct h5m_manifest *m, h5m_read_fn read,
 			if (p->skel) {
 				size_t e = h5m_extent_find(m, off);
 
-				/* no extent covers a skeleton piece */
+				/* a skeleton piece is in no extent; a fill
+				 * piece is inside the extent it names */
 				if (e < h5m_extent_count(m)) {
 					h5m_extent(m, e, &eo, &el);
-					assert_true(eo >= off + p->len);
+					if (eo <= off) {
+						assert_int_equal(p->extent, e);
+						assert_true(off + p->len <=
+							    eo + el);
+					} else {
+						assert_true(eo >=
+							    off + p->len);
+					}
 				}
 			} else {
 				h5m_extent(m, p->extent, &eo, &el);
@@ -312,10 +367,15 @@ static void test_random_roundtrip(void **state)
 			pos += len + (rnd() % 3 ? 0 : rnd() % 1000);
 		}
 		size = pos + rnd() % 100;
+		/* no fill, or pages of odd sizes, so that many runs of fill
+		 * cross extents and gaps */
+		lay.fill_page = rnd() % 3 ? 1 + (uint32_t)(rnd() % 300)
+					  : H5M_NO_FILL;
 		assert_int_equal(h5m_plan(&f.sp, size, &lay, synth_read, &size,
 					  &m),
 				 0);
 		d = roundtrip(m, NULL);
+		check_fill_pages(d, true); /* small: all within budget */
 		rebuild_check(d, synth_read, &size, 0, size,
 			      1 + (size_t)(rnd() % 16));
 		for (int k = 0; k < 20; k++) {
@@ -606,14 +666,14 @@ static void test_version(void **state)
 
 	(void)state;
 	small_manifest(0, &buf, &len, &m);
-	put32(buf + 8, 2);
+	put32(buf + 8, H5M_FORMAT_VERSION + 1);
 	put32(buf + 60, crc(buf, 60));
 	assert_int_equal(h5m_manifest_decode(buf, len, &d), -EPROTONOSUPPORT);
 	assert_int_equal(h5m_header_peek(buf, len, &h), -EPROTONOSUPPORT);
 	put32(buf + 8, 0);
 	put32(buf + 60, crc(buf, 60));
 	assert_int_equal(h5m_manifest_decode(buf, len, &d), -EBADMSG);
-	put32(buf + 8, 1);
+	put32(buf + 8, H5M_FORMAT_VERSION);
 	assert_int_equal(buf[12], 0);
 	put32(buf + 12, 2); /* unknown flag */
 	put32(buf + 60, crc(buf, 60));
@@ -628,7 +688,70 @@ static void test_version(void **state)
 	assert_int_equal(h5m_header_peek(buf, H5M_HEADER_SIZE - 1, &h),
 			 -EBADMSG);
 	assert_int_equal(h5m_header_peek(buf, H5M_HEADER_SIZE, &h), 0);
+
+	/* Format 1 is format 2 without the page fill section (here "no
+	 * fill": two zero varints at the end): still read. */
+	assert_int_equal(buf[len - 2], 0);
+	assert_int_equal(buf[len - 1], 0);
+	put32(buf + 8, 1);
+	put64(buf + 40, len - 2 - H5M_HEADER_SIZE);
+	put64(buf + 48, len - 2 - H5M_HEADER_SIZE);
+	fix_crcs(buf, len - 2);
+	assert_int_equal(h5m_manifest_decode(buf, len - 2, &d), 0);
+	assert_same_manifest(m, d);
+	h5m_manifest_free(d);
+	/* ...but a format 1 body that goes on is corrupt */
+	put64(buf + 40, len - 1 - H5M_HEADER_SIZE);
+	put64(buf + 48, len - 1 - H5M_HEADER_SIZE);
+	fix_crcs(buf, len - 1);
+	assert_int_equal(h5m_manifest_decode(buf, len - 1, &d), -EBADMSG);
 	free(buf);
+	h5m_manifest_free(m);
+}
+
+/* The page fill of a small file: pages that hold skeleton bytes, and pages
+ * where extents start or end, come whole from memory; a budget leaves out
+ * the extents' pages first, then the runs past it. */
+static void test_fill(void **state)
+{
+	uint8_t *buf;
+	size_t len;
+	struct h5m_manifest *m, *d;
+	uint64_t size = 6000;
+
+	(void)state;
+	small_manifest(0, &buf, &len, &m); /* planned without fill */
+	free(buf);
+	assert_int_equal(h5m_fill_size(m), 0);
+	/* Extents [100,300) [300,500) [600,1300) [1300,2000) [2000,2100)
+	 * [2200,2300); pages of 256.  Skeleton and edge pages merge into
+	 * [0,768) [1280,1536) [1792,6000): fill is [100,500) [600,768)
+	 * [1280,1536) [1792,2100) [2200,2300). */
+	assert_int_equal(h5m_fill_plan(m, 256, 1 << 20, synth_read, &size), 0);
+	assert_int_equal(h5m_fill_size(m), 400 + 168 + 256 + 308 + 100);
+	assert_int_equal(m->n_fill, 5); /* [100,500) is one run over 2 */
+	d = roundtrip(m, NULL);
+	check_fill_pages(d, true);
+	rebuild_check(d, synth_read, &size, 0, size, 16);
+	h5m_manifest_free(d);
+	h5m_manifest_free(m);
+
+	/* budget 1000: the edges do not fit, the skeleton's pages do:
+	 * [0,768) [2048,6000) -> [100,500) [600,768) [2048,2100)
+	 * [2200,2300) */
+	small_manifest(0, &buf, &len, &m);
+	free(buf);
+	assert_int_equal(h5m_fill_plan(m, 256, 1000, synth_read, &size), 0);
+	assert_int_equal(h5m_fill_size(m), 400 + 168 + 52 + 100);
+	check_fill_pages(m, false);
+	h5m_manifest_free(m);
+
+	/* budget 500: the first run (400) fits, the second would not */
+	small_manifest(0, &buf, &len, &m);
+	free(buf);
+	assert_int_equal(h5m_fill_plan(m, 256, 500, synth_read, &size), 0);
+	assert_int_equal(h5m_fill_size(m), 400);
+	assert_int_equal(h5m_manifest_check(m), 0);
 	h5m_manifest_free(m);
 }
 
@@ -882,6 +1005,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_empty_and_single),
 		cmocka_unit_test(test_random_roundtrip),
+		cmocka_unit_test(test_fill),
 		cmocka_unit_test(test_boundaries),
 		cmocka_unit_test(test_plan_cutting),
 		cmocka_unit_test(test_superseded),
