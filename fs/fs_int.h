@@ -27,6 +27,7 @@
 #include "cache.h"
 
 struct fs_ctx;
+struct fs_pagefill;
 struct fs_inode;
 struct dir_handle;
 
@@ -119,6 +120,8 @@ struct fs_inode {
 	bool is_dir;
 	uint64_t nlookup;   /* guarded by fs_ctx.itable_lock */
 	unsigned opens;	    /* guarded by fs_ctx.itable_lock */
+	unsigned pins;	    /* guarded by fs_ctx.itable_lock: page cache
+			       stores in progress (pagefill.c) */
 	bool unlinked;	    /* guarded by lock */
 	struct fs_version *doomed; /* guarded by lock: unlinked while open,
 				      its objects go at the last release */
@@ -128,6 +131,8 @@ struct fs_inode {
 	double attr_time;	/* when attr was filled (monotonic s) */
 	bool have_attr;
 	struct stat attr;	/* size/mtime valid when have_attr */
+	uint64_t object_size;	/* manifest bytes at the last stat (0: not
+				   a manifest, or not known) */
 	bool mode_set;		/* chmod'd: keep attr.st_mode */
 	struct fs_inode *hnext_ino, *hnext_key; /* table chains */
 };
@@ -139,6 +144,8 @@ struct fs_handle {
 	bool writable;
 	pthread_mutex_t lock;	/* guards readahead state */
 	uint64_t next_off;	/* where a sequential read would start */
+	uint64_t fill_off;	/* the page cache fill last started... */
+	uint64_t fill_end;	/* ...covers [fill_off, fill_end) */
 	uint64_t ra_window;	/* current readahead window, bytes */
 	uint64_t ra_until;	/* prefetch issued up to here */
 	struct fs_handle *prev, *next; /* fs_ctx.handles, under itable_lock */
@@ -166,6 +173,7 @@ struct fs_ctx {
 				      kernel may unmount before it sends the
 				      last RELEASEs */
 	struct dir_handle *dirs;   /* open directories, likewise */
+	struct fs_pagefill *pagefill; /* page cache stores (pagefill.c) */
 	uint64_t commits;  /* atomic: successful commits */
 	uint64_t commit_failures; /* atomic */
 };
@@ -192,6 +200,11 @@ void fs_inode_forget(struct fs_ctx *ctx, struct fs_inode *in, uint64_t n);
 /* Count an open (+1) or a release (-1) of `in`. */
 void fs_inode_open_count(struct fs_ctx *ctx, struct fs_inode *in, int delta);
 
+/* Keep `in` allocated (+1) while work that is not a kernel reference needs
+ * it, or let it go (-1; frees it when nothing else holds it).  Unlike an
+ * open, a pin changes no file semantics (last close, unlink while open). */
+void fs_inode_pin(struct fs_ctx *ctx, struct fs_inode *in, int delta);
+
 /* Rename every inode whose key is `from` or starts with `from` + "/". */
 int fs_inode_rename(struct fs_ctx *ctx, const char *from, const char *to);
 
@@ -212,6 +225,12 @@ int fs_staged_children(struct fs_ctx *ctx, const char *dir_key,
  * Returns 0, -ENOENT, -EBADMSG (corrupt manifest) or a store error. */
 int fs_version_load(struct fs_ctx *ctx, const char *key,
 		    struct fs_version **out);
+
+/* The same, told that the stored object was `hint` bytes at its last
+ * stat (fs_vstat.object_size; 0 = unknown): a manifest of that size is
+ * read with one GET instead of two. */
+int fs_version_load_sized(struct fs_ctx *ctx, const char *key, uint64_t hint,
+			  struct fs_version **out);
 /* What one small GET of the first bytes at `key` tells. */
 struct fs_vstat {
 	uint64_t size;	  /* file bytes (from the manifest header, or the
@@ -219,6 +238,8 @@ struct fs_vstat {
 	int64_t mtime_ns;
 	char etag[OST_ETAG_MAX];
 	bool manifest;
+	uint64_t object_size; /* bytes of the stored object (the manifest
+				 itself for a manifest) */
 };
 
 /* Size, mtime and ETag of the file at `key` without loading a manifest
@@ -228,6 +249,21 @@ int fs_version_stat(struct fs_ctx *ctx, const char *key,
 
 void fs_version_get(struct fs_version *v);
 void fs_version_put(struct fs_version *v);
+
+/* Pieces of [off, off+len) of v (h5m_map(); a plain object is one piece),
+ * at most `max`; returns how many. */
+size_t fs_version_map(const struct fs_version *v, uint64_t off, uint64_t len,
+		      struct h5m_piece *pcs, size_t max);
+
+/* The object behind object piece `pc` of v: its key (NUL-terminated in
+ * key[keysz]) and size in bytes.  0 or -ENAMETOOLONG. */
+int fs_version_object(const struct fs_version *v, const struct h5m_piece *pc,
+		      char *key, size_t keysz, uint64_t *obj_size);
+
+/* Cache version of v's objects (fs_cache_get's `ver`): NULL for chunk
+ * objects, which are immutable (their keys change with every commit); the
+ * ETag for a plain object, which is rewritten at its key. */
+const char *fs_version_tag(const struct fs_version *v);
 
 /* Read [off, off+len) of version `v` synchronously into buf through the
  * cache; returns bytes read (short only at EOF) or -errno. */
@@ -243,6 +279,48 @@ void fs_version_read(struct fs_ctx *ctx, fuse_req_t req,
 /* ops.c -------------------------------------------------------------- */
 
 /* The root's extended attribute that holds the mount's counters. */
+/* ---- pagefill.c: what reads fetch goes into the kernel page cache ---- */
+
+/* Start the store thread.  Returns 0 or -errno.  Call before the session
+ * runs. */
+int fs_pagefill_init(struct fs_ctx *ctx);
+
+/* Stop the store thread once it has done what is queued; jobs whose
+ * blocks arrive later are dropped.  Call after the session loop ends. */
+void fs_pagefill_shutdown(struct fs_ctx *ctx);
+
+/* Free what fs_pagefill_init() made (stops the thread if still running).
+ * Call after fs_cache_free(): until then completions may still come. */
+void fs_pagefill_free(struct fs_ctx *ctx);
+
+/* Store the pages of [off, end) of version v of inode `in` in the kernel
+ * page cache once the blocks they need arrive, without waiting for them.
+ * With `whole`, the range first grows to the whole objects it touches (at
+ * most FS_FILL_OBJ_MAX bytes of each).  Pages in [skip_off, skip_end) are
+ * not stored (the pages a pending read is answering: the kernel holds
+ * them).  Only whole pages made entirely of bytes that are in the
+ * manifest or being fetched here are stored; the rest stay for the kernel
+ * to ask for.  Returns the end (file offset) of what will be stored, at
+ * least `end`... or `end` when nothing is.  Thread-safe. */
+uint64_t fs_pagefill(struct fs_ctx *ctx, struct fs_inode *in,
+		     struct fs_version *v, uint64_t off, uint64_t end,
+		     uint64_t skip_off, uint64_t skip_end, bool whole);
+
+/* Wait until no store is running, so that a store that starts later sees
+ * what the caller changed first (a new version of an inode).  Do not call
+ * with an inode lock held. */
+void fs_pagefill_barrier(struct fs_ctx *ctx);
+
+/* Drop every page the kernel caches for `in`, soon (on the store thread:
+ * a pending read may hold a page lock until it is answered).  For a
+ * version that went away under its readers.  Not with in->lock held. */
+void fs_pagefill_invalidate(struct fs_ctx *ctx, struct fs_inode *in);
+
+/* Bytes stored in the page cache so far. */
+uint64_t fs_pagefill_stored(struct fs_ctx *ctx);
+
+#define FS_FILL_OBJ_MAX (4u << 20) /* bytes of one object a read fetches */
+
 #define FS_STATS_XATTR "user.cloudh5.stats"
 
 /* Write the mount's counters into buf as text, one "name value" per line:

@@ -199,7 +199,7 @@ static void maybe_free_locked(struct fs_ctx *ctx, struct fs_inode *in)
 {
 	struct fs_inode **pp;
 
-	if (in->nlookup || in->opens || in->ino == FUSE_ROOT_ID)
+	if (in->nlookup || in->opens || in->pins || in->ino == FUSE_ROOT_ID)
 		return;
 	pp = &ctx->by_ino[in->ino % ctx->n_buckets];
 	while (*pp != in)
@@ -221,6 +221,15 @@ void fs_inode_open_count(struct fs_ctx *ctx, struct fs_inode *in, int delta)
 {
 	pthread_mutex_lock(&ctx->itable_lock);
 	in->opens += delta;
+	if (delta < 0)
+		maybe_free_locked(ctx, in);
+	pthread_mutex_unlock(&ctx->itable_lock);
+}
+
+void fs_inode_pin(struct fs_ctx *ctx, struct fs_inode *in, int delta)
+{
+	pthread_mutex_lock(&ctx->itable_lock);
+	in->pins += delta;
 	if (delta < 0)
 		maybe_free_locked(ctx, in);
 	pthread_mutex_unlock(&ctx->itable_lock);

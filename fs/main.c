@@ -236,38 +236,6 @@ static int convert_opts(struct raw_opts *raw, struct fs_config *cfg)
 	return cfg->spool_dir ? 0 : -ENOMEM;
 }
 
-/* Raise the kernel's readahead for our mount (its backing device info,
- * /sys/class/bdi/MAJ:MIN/read_ahead_kb) so buffered reads reach us in
- * large requests.  The device number comes from /proc/self/mountinfo:
- * stat()ing our own mount point here would wait for ourselves.  Best
- * effort: it needs root, and only a debug line says it did not work. */
-static void set_kernel_readahead(const char *mnt, unsigned kib)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "r");
-	char line[4096], dev[64] = "", path[128];
-
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		char mdev[64], mp[4096];
-
-		/* id parent maj:min root mountpoint ... */
-		if (sscanf(line, "%*s %*s %63s %*s %4095s", mdev, mp) == 2 &&
-		    !strcmp(mp, mnt))
-			snprintf(dev, sizeof(dev), "%s", mdev);
-	}
-	fclose(f);
-	if (!dev[0])
-		return;
-	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
-	f = fopen(path, "w");
-	if (!f || fprintf(f, "%u\n", kib) < 0 || fclose(f) != 0) {
-		ch5_debug("cannot set %s: %s", path, strerror(errno));
-		return;
-	}
-	ch5_debug("kernel readahead of %s set to %u KiB", mnt, kib);
-}
-
 static int make_spool(const char *dir)
 {
 	char *p = strdup(dir), *s;
@@ -449,13 +417,13 @@ int main(int argc, char *argv[])
 		goto out;
 	if (fuse_session_mount(ctx.se, abs_mnt) < 0)
 		goto out_handlers;
-	/* Mount points with spaces are escaped in mountinfo: skip those. */
-	if (!strpbrk(abs_mnt, " \t\n\\"))
-		set_kernel_readahead(abs_mnt, 1024);
 	if (fuse_daemonize(raw.foreground) < 0)
 		goto out_unmount;
 	if (!raw.foreground)
 		ch5_log_to_syslog("mount.cloudh5");
+	/* After the fork of daemon mode: threads do not survive it. */
+	if (fs_pagefill_init(&ctx) < 0)
+		ch5_warn("no page cache fill: reads still work, slower");
 	ch5_info("mounted %s on %s", ctx.cfg.source, abs_mnt);
 	lcfg = fuse_loop_cfg_create();
 	if (!lcfg)
@@ -464,15 +432,18 @@ int main(int argc, char *argv[])
 	fuse_loop_cfg_set_idle_threads(lcfg, 8);
 	rc = fuse_session_loop_mt(ctx.se, lcfg) ? 1 : 0;
 	fuse_loop_cfg_destroy(lcfg);
+	fs_pagefill_shutdown(&ctx);
 out_unmount:
 	fuse_session_unmount(ctx.se);
 out_handlers:
 	fuse_remove_signal_handlers(ctx.se);
 out:
+	fs_pagefill_shutdown(&ctx);
 	if (ctx.se)
 		fuse_session_destroy(ctx.se);
 	fs_release_all(&ctx);
 	fs_cache_free(ctx.cache);
+	fs_pagefill_free(&ctx);
 	fs_itable_release(&ctx);
 	ost_free(ctx.st);
 	fuse_opt_free_args(&args);

@@ -157,6 +157,7 @@ static int refresh_locked(struct fs_ctx *ctx, struct fs_inode *in,
 				       in->ver->mtime_ns);
 			goto out;
 		}
+		in->object_size = vs.manifest ? vs.object_size : 0;
 		if (!need_version) {
 			fill_file_attr(ctx, in, vs.size, vs.mtime_ns);
 			goto out;
@@ -164,7 +165,8 @@ static int refresh_locked(struct fs_ctx *ctx, struct fs_inode *in,
 	}
 	/* -EAGAIN: a commit landed between two GETs of the manifest. */
 	for (tries = 0; tries < 3; tries++) {
-		rc = fs_version_load(ctx, key, &v);
+		rc = fs_version_load_sized(ctx, key,
+					   tries ? 0 : in->object_size, &v);
 		if (rc != -EAGAIN)
 			break;
 	}
@@ -224,9 +226,13 @@ found:
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
-	/* Large kernel requests: fewer, bigger reads and writes. */
+	/* Large kernel requests: fewer, bigger writes.  No kernel
+	 * readahead: it would read the pages around every small metadata
+	 * read, and in an HDF5 file those hold chunks, fetched for nothing.
+	 * What a read fetches is stored in the page cache instead
+	 * (pagefill.c), a whole chunk at a time. */
 	conn->max_write = 1 << 20;
-	conn->max_readahead = 1 << 20;
+	conn->max_readahead = 0;
 	if (conn->capable & FUSE_CAP_EXPORT_SUPPORT)
 		conn->want &= ~FUSE_CAP_EXPORT_SUPPORT;
 }
@@ -509,15 +515,19 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fi->keep_cache = old_etag[0] && !strcmp(old_etag, fh->ver->etag);
 	}
 	/* Writers never use the kernel page cache: it reads whole pages
-	 * (and reads ahead) around each small metadata read, and in an HDF5
-	 * file those pages hold chunk data too, so an r+ edit would fetch
-	 * chunks it never touches.  Readers may choose the same (-o
-	 * direct_io: `h5dump -H` of a file of small chunks then fetches only
-	 * the manifest); by default they keep the page cache, whose large
-	 * readahead requests are much faster for big sequential reads. */
+	 * around each small metadata read, and in an HDF5 file those pages
+	 * may hold chunk data too (past the manifest's page fill), so an r+
+	 * edit would fetch chunks it never touches.  Readers may choose the
+	 * same (-o direct_io); by default they keep the page cache, which
+	 * answers libhdf5's many small reads inside a chunk from memory. */
 	fi->direct_io = writable || ctx->cfg.direct_io;
 out:
 	pthread_mutex_unlock(&in->lock);
+	/* The kernel drops the old version's pages once this open is
+	 * answered; a page cache store of that version still running must
+	 * end first (a later one sees the new version and stores nothing). */
+	if (rc == 0 && fh->ver && !fi->keep_cache)
+		fs_pagefill_barrier(ctx);
 	if (rc < 0) {
 		fs_handle_free(ctx, fh);
 		fuse_reply_err(req, -rc);
@@ -1303,6 +1313,7 @@ int fs_stats_format(struct fs_ctx *ctx, char *buf, size_t size)
 	     "\ncache.fetching %" PRIu64 "\n",
 	     cs.hits, cs.misses, cs.joins, cs.evictions, cs.bytes, cs.blocks,
 	     cs.fetching);
+	EMIT("pagecache.stored %" PRIu64 "\n", fs_pagefill_stored(ctx));
 	EMIT("commits %" PRIu64 "\ncommits.failed %" PRIu64 "\n",
 	     __atomic_load_n(&ctx->commits, __ATOMIC_RELAXED),
 	     __atomic_load_n(&ctx->commit_failures, __ATOMIC_RELAXED));

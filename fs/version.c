@@ -43,6 +43,14 @@ void fs_version_put(struct fs_version *v)
 int fs_version_load(struct fs_ctx *ctx, const char *key,
 		    struct fs_version **out)
 {
+	return fs_version_load_sized(ctx, key, 0, out);
+}
+
+int fs_version_load_sized(struct fs_ctx *ctx, const char *key, uint64_t hint,
+			  struct fs_version **out)
+{
+	size_t first = hint > FIRST_GET && hint <= MANIFEST_MAX ? (size_t)hint
+								  : FIRST_GET;
 	struct fs_version *v;
 	struct ost_info info;
 	struct h5m_header hdr;
@@ -50,14 +58,14 @@ int fs_version_load(struct fs_ctx *ctx, const char *key,
 	size_t got = 0;
 	int rc;
 
-	buf = malloc(FIRST_GET);
+	buf = malloc(first);
 	v = calloc(1, sizeof(*v));
 	if (!buf || !v) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	v->refs = 1;
-	rc = ost_get(ctx->st, key, 0, buf, FIRST_GET, &got, &info);
+	rc = ost_get(ctx->st, key, 0, buf, first, &got, &info);
 	if (rc < 0)
 		goto out;
 	v->mtime_ns = info.mtime_ns;
@@ -129,6 +137,7 @@ int fs_version_stat(struct fs_ctx *ctx, const char *key,
 	if (rc < 0)
 		return rc;
 	memset(out, 0, sizeof(*out));
+	out->object_size = info.size;
 	out->mtime_ns = info.mtime_ns;
 	memcpy(out->etag, info.etag, sizeof(out->etag));
 	out->size = info.size;
@@ -175,6 +184,7 @@ static void *reread(void *arg)
 	struct fs_handle *fh = rd->fh;
 	struct fs_inode *in = fh->inode;
 	struct fs_version *nv = NULL, *old = NULL;
+	bool gone = false;
 	char *key = fs_inode_key(ctx, in);
 	int rc = key ? fs_version_load(ctx, key, &nv) : -ENOMEM;
 
@@ -192,7 +202,17 @@ static void *reread(void *arg)
 			fh->ver = nv;
 			fs_version_get(nv);
 		}
+		/* The inode's version is gone too: page cache stores of it
+		 * stop, and the pages it left go. */
+		if (old && in->ver == old && !in->stage) {
+			in->ver = nv;
+			fs_version_get(nv);
+			fs_version_put(old);
+			gone = true;
+		}
 		pthread_mutex_unlock(&in->lock);
+		if (gone)
+			fs_pagefill_invalidate(ctx, in);
 		if (old)
 			fs_version_put(old);
 		version_read(ctx, rd->req, nv, fh, rd->size, rd->off, false);
@@ -270,9 +290,8 @@ static void block_arrived(void *arg, int rc, const uint8_t *data, size_t len)
 	read_part_put(rd);
 }
 
-/* The object behind a piece: key and size. */
-static int piece_object(const struct fs_version *v, const struct h5m_piece *pc,
-			char *key, size_t keysz, uint64_t *obj_size)
+int fs_version_object(const struct fs_version *v, const struct h5m_piece *pc,
+		      char *key, size_t keysz, uint64_t *obj_size)
 {
 	uint64_t eoff;
 	int n;
@@ -289,16 +308,13 @@ static int piece_object(const struct fs_version *v, const struct h5m_piece *pc,
 	return 0;
 }
 
-/* Cache version of v's objects: chunk objects are immutable (their keys
- * change with every commit), a plain object is rewritten at its key. */
-static const char *version_tag(const struct fs_version *v)
+const char *fs_version_tag(const struct fs_version *v)
 {
 	return v->man ? NULL : v->etag;
 }
 
-/* Pieces of [off, off+len) of v; a plain object is one piece. */
-static size_t version_map(const struct fs_version *v, uint64_t off,
-			  uint64_t len, struct h5m_piece *pcs, size_t max)
+size_t fs_version_map(const struct fs_version *v, uint64_t off, uint64_t len,
+		      struct h5m_piece *pcs, size_t max)
 {
 	if (v->man)
 		return h5m_map(v->man, off, len, pcs, max);
@@ -321,7 +337,7 @@ static void read_issue(struct fs_ctx *ctx, struct fs_version *v,
 	char key[OST_KEY_MAX + 1];
 
 	while (pos < end && !__atomic_load_n(&rd->rc, __ATOMIC_ACQUIRE)) {
-		size_t n = version_map(v, pos, end - pos, pcs, PIECES), i;
+		size_t n = fs_version_map(v, pos, end - pos, pcs, PIECES), i;
 
 		if (n == 0) {
 			read_fail(rd, -EIO);
@@ -337,7 +353,7 @@ static void read_issue(struct fs_ctx *ctx, struct fs_version *v,
 				memcpy(dst, pc->skel, pc->len);
 				continue;
 			}
-			rc = piece_object(v, pc, key, sizeof(key), &obj_size);
+			rc = fs_version_object(v, pc, key, sizeof(key), &obj_size);
 			if (rc < 0) {
 				read_fail(rd, rc);
 				break;
@@ -361,7 +377,7 @@ static void read_issue(struct fs_ctx *ctx, struct fs_version *v,
 				__atomic_add_fetch(&rd->pending, 1,
 						   __ATOMIC_ACQ_REL);
 				rc = fs_cache_get(ctx->cache, key,
-						  version_tag(v), obj_size,
+						  fs_version_tag(v), obj_size,
 						  blk, block_arrived, p);
 				if (rc < 0) {
 					free(p);
@@ -385,7 +401,7 @@ static void prefetch(struct fs_ctx *ctx, struct fs_version *v, uint64_t off,
 	char key[OST_KEY_MAX + 1];
 
 	while (off < end) {
-		size_t n = version_map(v, off, end - off, pcs, PIECES), i;
+		size_t n = fs_version_map(v, off, end - off, pcs, PIECES), i;
 
 		if (n == 0)
 			return;
@@ -393,12 +409,12 @@ static void prefetch(struct fs_ctx *ctx, struct fs_version *v, uint64_t off,
 			uint64_t obj_size, blk, last;
 
 			if (pcs[i].skel ||
-			    piece_object(v, &pcs[i], key, sizeof(key),
+			    fs_version_object(v, &pcs[i], key, sizeof(key),
 					 &obj_size) < 0)
 				continue;
 			last = (pcs[i].obj_off + pcs[i].len - 1) / bs;
 			for (blk = pcs[i].obj_off / bs; blk <= last; blk++)
-				fs_cache_get(ctx->cache, key, version_tag(v),
+				fs_cache_get(ctx->cache, key, fs_version_tag(v),
 					     obj_size, blk, NULL, NULL);
 		}
 		off = pcs[n - 1].file_off + pcs[n - 1].len;
@@ -417,10 +433,15 @@ static void readahead_plan(struct fs_ctx *ctx, struct fs_handle *fh,
 	if (max == 0)
 		return;
 	pthread_mutex_lock(&fh->lock);
-	/* The kernel's own readahead sends several reads at once, and they
-	 * may arrive out of order: a read that starts within SEQ_SLACK of
-	 * where the last one ended still counts as sequential. */
-	if (off + SEQ_SLACK >= fh->next_off && off <= fh->next_off + SEQ_SLACK &&
+	/* Several reads may be in flight at once and arrive out of order: a
+	 * read that starts within SEQ_SLACK of where the last one ended
+	 * still counts as sequential; so does one at most SEQ_SLACK past
+	 * what was prefetched (reads the page cache answered never reach
+	 * us). */
+	if (off + SEQ_SLACK >= fh->next_off &&
+	    off <= (fh->ra_until > fh->next_off ? fh->ra_until
+						 : fh->next_off) +
+			   SEQ_SLACK &&
 	    fh->next_off) {
 		uint64_t w = fh->ra_window ? fh->ra_window * 2
 					   : 2 * (uint64_t)ctx->cfg.cache_block;
@@ -443,20 +464,25 @@ static void readahead_plan(struct fs_ctx *ctx, struct fs_handle *fh,
 	pthread_mutex_unlock(&fh->lock);
 }
 
-/* Does [off, off+len) of v hold any bytes of an object? */
+/* Does [off, off+len) of v hold object bytes that are not also in the
+ * manifest (page fill)? */
 static bool touches_data(const struct fs_version *v, uint64_t off,
 			 uint64_t len)
 {
-	uint64_t eoff, elen;
-	size_t i;
+	struct h5m_piece pcs[PIECES];
+	uint64_t end = off + len;
 
-	if (!v->man)
-		return true;
-	i = h5m_extent_find(v->man, off);
-	if (i >= h5m_extent_count(v->man))
-		return false;
-	h5m_extent(v->man, i, &eoff, &elen);
-	return eoff < off + len;
+	while (off < end) {
+		size_t n = fs_version_map(v, off, end - off, pcs, PIECES), i;
+
+		if (n == 0)
+			return false;
+		for (i = 0; i < n; i++)
+			if (!pcs[i].skel)
+				return true;
+		off = pcs[n - 1].file_off + pcs[n - 1].len;
+	}
+	return false;
 }
 
 void fs_version_read(struct fs_ctx *ctx, fuse_req_t req,
@@ -471,7 +497,11 @@ static void version_read(struct fs_ctx *ctx, fuse_req_t req,
 			 size_t size, uint64_t off, bool may_retry)
 {
 	struct read_ctx *rd;
-	uint64_t ra_off, ra_end;
+	uint64_t ra_off, ra_end, fend;
+	/* the kernel caches what this handle reads (not -o direct_io, not
+	 * a writer) */
+	bool fill = fh && !fh->writable && !ctx->cfg.direct_io, data;
+	bool inside = false;
 
 	if (off >= v->size) {
 		fuse_reply_buf(req, NULL, 0);
@@ -479,6 +509,7 @@ static void version_read(struct fs_ctx *ctx, fuse_req_t req,
 	}
 	if (size > v->size - off)
 		size = v->size - off;
+	fend = off + size;
 	rd = calloc(1, sizeof(*rd));
 	if (rd)
 		rd->buf = malloc(size ? size : 1);
@@ -495,17 +526,40 @@ static void version_read(struct fs_ctx *ctx, fuse_req_t req,
 	/* Only a read-only handle's own version may be replaced under it; a
 	 * writer's version is its stage's business. */
 	rd->fh = may_retry && fh && fh->ver ? fh : NULL;
-	/* Only reads of data move the readahead window: libhdf5 reads the
-	 * metadata of a file (the skeleton, in memory) front to back, and
-	 * taking that for a sequential read would prefetch every chunk
-	 * between the metadata blocks. */
-	ra_off = ra_end = 0;
-	if (fh && touches_data(v, off, size))
-		readahead_plan(ctx, fh, off, off + size, &ra_off, &ra_end);
 	read_issue(ctx, v, rd, off);
+	/* Only reads of data fetch more than asked and move the readahead
+	 * window: libhdf5 reads the metadata of a file (in memory) front to
+	 * back, and taking that for a sequential read would prefetch every
+	 * chunk between the metadata blocks.  A read through the page cache
+	 * fetches the objects it touches whole, into the page cache. */
+	ra_off = ra_end = 0;
+	data = fh && touches_data(v, off, size);
+	if (data && fill) {
+		/* A read inside the range the last fill is storing: the
+		 * program got there before the store did.  It neither fills
+		 * again nor moves the readahead stream. */
+		pthread_mutex_lock(&fh->lock);
+		inside = off >= fh->fill_off && off + size <= fh->fill_end;
+		pthread_mutex_unlock(&fh->lock);
+		if (!inside) {
+			fend = fs_pagefill(ctx, fh->inode, v, off, off + size,
+					   off, off + size, true);
+			pthread_mutex_lock(&fh->lock);
+			fh->fill_off = off;
+			fh->fill_end = fend;
+			pthread_mutex_unlock(&fh->lock);
+		}
+	}
+	if (data && !inside)
+		readahead_plan(ctx, fh, off, fend, &ra_off, &ra_end);
 	read_part_put(rd); /* may reply and free rd */
-	if (fh && ra_end > ra_off)
-		prefetch(ctx, v, ra_off, ra_end);
+	if (ra_end > ra_off) {
+		if (fill)
+			fs_pagefill(ctx, fh->inode, v, ra_off, ra_end, 0, 0,
+				    false);
+		else
+			prefetch(ctx, v, ra_off, ra_end);
+	}
 }
 
 ssize_t fs_version_pread(struct fs_ctx *ctx, struct fs_version *v, void *buf,

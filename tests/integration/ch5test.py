@@ -294,6 +294,17 @@ def _block_size_opt(opts):
     return None
 
 
+def mount_stats(ws):
+    """The mount's counters (its root's user.cloudh5.stats attribute, as
+    `cloudh5 stats` prints them): a dict of name -> int (or str)."""
+    out = {}
+    text = os.getxattr(ws.m(""), "user.cloudh5.stats").decode()
+    for line in text.splitlines():
+        k, v = line.split(" ", 1)
+        out[k] = int(v) if v.isdigit() else v
+    return out
+
+
 def parse_size(s):
     mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     if s and s[-1].upper() in mult:

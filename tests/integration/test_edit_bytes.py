@@ -48,15 +48,6 @@ def rows(r0, r1):
             + np.arange(COLS, dtype=np.float64)[None, :])
 
 
-def stats(ws):
-    out = {}
-    text = os.getxattr(ws.m(""), "user.cloudh5.stats").decode()
-    for line in text.splitlines():
-        k, v = line.split(" ", 1)
-        out[k] = int(v) if v.isdigit() else v
-    return out
-
-
 def delta(a, b):
     return {k: b[k] - a[k] for k in b if isinstance(b[k], int)}
 
@@ -80,12 +71,12 @@ def edit_and_measure(ws, P, edit):
     counters' change, the manifest size before and its skeleton bound."""
     ws.remount()
     m0 = manifest_size(ws, P)
-    s0 = stats(ws)
+    s0 = T.mount_stats(ws)
     t0 = time.monotonic()
     with h5py.File(ws.m(P), "r+") as f:
         edit(f)
     took = time.monotonic() - t0
-    d = delta(s0, stats(ws))
+    d = delta(s0, T.mount_stats(ws))
     T.check(d["commits"] == 1, "expected one commit, counters say %d"
             % d["commits"])
     return d, m0, manifest_size(ws, P), took

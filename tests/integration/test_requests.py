@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""How many store requests cold reads cost, from the daemon's own counters
+(the root's user.cloudh5.stats attribute; every request kind counted):
+
+  metadata_200   a file of 200 datasets (each in its own group, with an
+                 attribute, chunks of 2 KiB between the metadata blocks):
+                 a cold `h5dump -H` and a cold `h5ls -r` each cost at most 3
+                 requests, and no chunk is fetched (the metadata, and the
+                 chunk bytes that share a page with it, are in the
+                 manifest);
+  one_chunk      reading one chunk of a cold file (chunks of 256 KiB, the
+                 file written chunk by chunk so chunks lie next to each
+                 other and to metadata) costs at most 3 requests: the
+                 manifest's first bytes (lookup), the manifest, the chunk;
+                 reading it again, then `h5dump -H`, cost one request
+                 each (the manifest's revalidation at open).
+
+Each output is compared with the same program on a local copy, so fewer
+requests can never come from reading less.  "Cold" is a fresh mount: empty
+block cache, no manifest loaded, no kernel page cache for the file.
+
+usage: test_requests.py --mount-bin build/fs/mount.cloudh5 [-k NAME]...
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ch5test as T  # noqa: E402
+
+import h5py  # noqa: E402
+
+TESTS = []
+KINDS = ("get", "put", "head", "list", "delete", "copy")
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def requests(a, b):
+    """Requests of every kind between two stats snapshots, and by kind."""
+    by = {k: b["requests." + k] - a["requests." + k] for k in KINDS}
+    return sum(by.values()), {k: n for k, n in by.items() if n}
+
+
+def cold_run(ws, argv):
+    """Remount, run argv, return (stdout, request count, by kind)."""
+    ws.remount()
+    s0 = T.mount_stats(ws)
+    out = subprocess.run(argv, check=True, capture_output=True,
+                         timeout=300).stdout
+    n, by = requests(s0, T.mount_stats(ws))
+    return out, n, by
+
+
+def make_many(path):
+    with h5py.File(path, "w") as f:
+        for i in range(200):
+            g = f.create_group("g%03d" % i)
+            g.attrs["index"] = i
+            g.create_dataset("d", data=np.arange(4096, dtype="f4") + i,
+                             chunks=(512,))
+
+
+@test
+def metadata_200(binary):
+    P = "many.h5"
+    with T.Workspace(binary, name="req200") as ws:
+        ws.start()
+        make_many(ws.l(P))
+        make_many(ws.m(P))
+        notes = []
+        for argv in (["h5dump", "-H"], ["h5ls", "-r"]):
+            want = subprocess.run(argv + [ws.l(P)], check=True,
+                                  capture_output=True).stdout
+            got, n, by = cold_run(ws, argv + [ws.m(P)])
+            name = " ".join(argv)
+            T.check(got.replace(ws.m(P).encode(), b"F") ==
+                    want.replace(ws.l(P).encode(), b"F"),
+                    "%s through the mount differs from the local copy"
+                    % name)
+            T.check(n <= 3, "cold %s of a 200-dataset file cost %d "
+                    "requests (%s), bound 3" % (name, n, by))
+            notes.append("%s: %d (%s)" % (name, n, by))
+        ws.stop()
+        return "; ".join(notes)
+
+
+def make_chunked(path):
+    """Chunks of 256 KiB written one by one, metadata of a second dataset
+    and attributes between them."""
+    rng = np.random.default_rng(11)
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("d", (64, 32768), dtype="f8", chunks=(1, 32768))
+        e = f.create_dataset("e", (64, 1000), dtype="i4", chunks=(8, 1000))
+        for r in range(64):
+            d[r] = rng.random(32768)
+            if r % 8 == 0:
+                e[r:r + 8] = rng.integers(0, 1 << 30, (8, 1000))
+                d.attrs["row%d" % r] = r
+
+
+@test
+def one_chunk(binary):
+    P = "chunks.h5"
+    with T.Workspace(binary, name="req1") as ws:
+        ws.start()
+        make_chunked(ws.l(P))
+        make_chunked(ws.m(P))
+        with h5py.File(ws.l(P), "r") as f:
+            want = f["d"][37]
+        code = ("import sys, h5py, numpy as np\n"
+                "f = h5py.File(sys.argv[1], 'r')\n"
+                "np.save(sys.stdout.buffer, f['d'][%s])\n")
+        argv = ["/usr/bin/python3", "-c", code % "37", ws.m(P)]
+        got, n, by = cold_run(ws, argv)
+        with open(os.path.join(ws.root, "got.npy"), "wb") as o:
+            o.write(got)
+        T.check(np.array_equal(np.load(os.path.join(ws.root, "got.npy")),
+                               want), "d[37] read back wrong")
+        T.check(n <= 3, "cold read of d[37] cost %d requests (%s), bound 3"
+                % (n, by))
+        # Warm: the same read again, and the file's other dataset's
+        # metadata, cost nothing (page cache, block cache, manifest).
+        s0 = T.mount_stats(ws)
+        subprocess.run(argv, check=True, capture_output=True, timeout=300)
+        subprocess.run(["h5dump", "-H", ws.m(P)], check=True,
+                       capture_output=True, timeout=300)
+        n2, by2 = requests(s0, T.mount_stats(ws))
+        T.check(n2 <= 2, "warm re-read of d[37] and h5dump -H cost %d "
+                "requests (%s), bound 2 (the manifest's revalidation at "
+                "each open)" % (n2, by2))
+        ws.stop()
+        return "cold d[37]: %d (%s); warm again + h5dump -H: %d" % (
+            n, by, n2)
+
+
+if __name__ == "__main__":
+    T.run_tests("test_requests", TESTS)
