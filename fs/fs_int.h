@@ -174,6 +174,7 @@ struct fs_ctx {
 				      last RELEASEs */
 	struct dir_handle *dirs;   /* open directories, likewise */
 	struct fs_pagefill *pagefill; /* page cache stores (pagefill.c) */
+	uint64_t reads;	   /* atomic: FUSE reads answered from versions */
 	uint64_t commits;  /* atomic: successful commits */
 	uint64_t commit_failures; /* atomic */
 };

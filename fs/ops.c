@@ -632,6 +632,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	fs_version_get(v);
 	pthread_mutex_unlock(&in->lock);
+	__atomic_add_fetch(&ctx->reads, 1, __ATOMIC_RELAXED);
 	fs_version_read(ctx, req, v, fh, size, off);
 	fs_version_put(v);
 }
@@ -1313,7 +1314,9 @@ int fs_stats_format(struct fs_ctx *ctx, char *buf, size_t size)
 	     "\ncache.fetching %" PRIu64 "\n",
 	     cs.hits, cs.misses, cs.joins, cs.evictions, cs.bytes, cs.blocks,
 	     cs.fetching);
-	EMIT("pagecache.stored %" PRIu64 "\n", fs_pagefill_stored(ctx));
+	EMIT("reads %" PRIu64 "\npagecache.stored %" PRIu64 "\n",
+	     __atomic_load_n(&ctx->reads, __ATOMIC_RELAXED),
+	     fs_pagefill_stored(ctx));
 	EMIT("commits %" PRIu64 "\ncommits.failed %" PRIu64 "\n",
 	     __atomic_load_n(&ctx->commits, __ATOMIC_RELAXED),
 	     __atomic_load_n(&ctx->commit_failures, __ATOMIC_RELAXED));

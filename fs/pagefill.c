@@ -30,9 +30,11 @@
 #include "fs_int.h"
 #include "log.h"
 
-/* Most bytes stored per job (and per notify). */
-#define JOB_MAX (4u << 20)
+/* Most bytes stored per job (and per notify): small enough that the first
+ * pages of a fill land while its last blocks are still coming. */
+#define JOB_MAX (1u << 20)
 #define PIECES 64
+#define SPARE_BUFS 8 /* JOB_MAX buffers kept for reuse */
 
 struct fill_job {
 	struct fill_job *next;
@@ -62,16 +64,46 @@ struct fs_pagefill {
 	bool stop;
 	bool running; /* the store thread has not exited */
 	pthread_mutex_t lock; /* held while a job checks and stores */
+	/* Spare JOB_MAX buffers (under qlock): a fresh one costs a page
+	 * fault and a zeroed page per 4 KiB, more than the copy itself. */
+	uint8_t *spare[SPARE_BUFS];
+	unsigned n_spare;
 	uint64_t page;
 	uint64_t stored; /* atomic: bytes stored */
 };
+
+static uint8_t *buf_get(struct fs_pagefill *pf, uint64_t len)
+{
+	uint8_t *b = NULL;
+
+	if (len == JOB_MAX) {
+		pthread_mutex_lock(&pf->qlock);
+		if (pf->n_spare)
+			b = pf->spare[--pf->n_spare];
+		pthread_mutex_unlock(&pf->qlock);
+	}
+	return b ? b : malloc(len);
+}
+
+static void buf_put(struct fs_pagefill *pf, uint8_t *b, uint64_t len)
+{
+	if (b && len == JOB_MAX) {
+		pthread_mutex_lock(&pf->qlock);
+		if (pf->n_spare < SPARE_BUFS) {
+			pf->spare[pf->n_spare++] = b;
+			b = NULL;
+		}
+		pthread_mutex_unlock(&pf->qlock);
+	}
+	free(b);
+}
 
 static void job_free(struct fill_job *j)
 {
 	fs_inode_pin(j->ctx, j->in, -1);
 	if (j->v)
 		fs_version_put(j->v);
-	free(j->buf);
+	buf_put(j->ctx->pagefill, j->buf, j->b - j->a);
 	free(j->bad);
 	free(j);
 }
@@ -247,6 +279,8 @@ void fs_pagefill_free(struct fs_ctx *ctx)
 		return;
 	fs_pagefill_shutdown(ctx);
 	ctx->pagefill = NULL;
+	while (pf->n_spare)
+		free(pf->spare[--pf->n_spare]);
 	pthread_mutex_destroy(&pf->qlock);
 	pthread_cond_destroy(&pf->qcond);
 	pthread_mutex_destroy(&pf->lock);
@@ -438,7 +472,7 @@ uint64_t fs_pagefill(struct fs_ctx *ctx, struct fs_inode *in,
 		struct fill_job *j = calloc(1, sizeof(*j));
 
 		if (j) {
-			j->buf = malloc(jb - a);
+			j->buf = buf_get(pf, jb - a);
 			j->bad = calloc((jb - a) / P, 1);
 		}
 		if (!j || !j->buf || !j->bad) {

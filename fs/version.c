@@ -501,7 +501,7 @@ static void version_read(struct fs_ctx *ctx, fuse_req_t req,
 	/* the kernel caches what this handle reads (not -o direct_io, not
 	 * a writer) */
 	bool fill = fh && !fh->writable && !ctx->cfg.direct_io, data;
-	bool inside = false;
+	bool inside = false, in_window = false;
 
 	if (off >= v->size) {
 		fuse_reply_buf(req, NULL, 0);
@@ -534,29 +534,36 @@ static void version_read(struct fs_ctx *ctx, fuse_req_t req,
 	 * fetches the objects it touches whole, into the page cache. */
 	ra_off = ra_end = 0;
 	data = fh && touches_data(v, off, size);
-	if (data && fill) {
-		/* A read inside the range the last fill is storing: the
-		 * program got there before the store did.  It neither fills
-		 * again nor moves the readahead stream. */
+	if (fill) {
+		/* The program got to a page before the store that is
+		 * bringing it in: inside the last fill it neither fills again
+		 * nor moves the readahead stream; inside the readahead window
+		 * it moves the stream on, but the window's stores have it. */
 		pthread_mutex_lock(&fh->lock);
 		inside = off >= fh->fill_off && off + size <= fh->fill_end;
+		in_window = !inside && fh->ra_until && off >= fh->fill_off &&
+			    off + size <= fh->ra_until;
 		pthread_mutex_unlock(&fh->lock);
-		if (!inside) {
-			fend = fs_pagefill(ctx, fh->inode, v, off, off + size,
-					   off, off + size, true);
-			pthread_mutex_lock(&fh->lock);
-			fh->fill_off = off;
-			fh->fill_end = fend;
-			pthread_mutex_unlock(&fh->lock);
-		}
 	}
-	if (data && !inside)
+	if (data && fill && !inside && !in_window) {
+		fend = fs_pagefill(ctx, fh->inode, v, off, off + size, off,
+				   off + size, true);
+		pthread_mutex_lock(&fh->lock);
+		fh->fill_off = off;
+		fh->fill_end = fend;
+		pthread_mutex_unlock(&fh->lock);
+	}
+	if ((data && !inside) || in_window)
 		readahead_plan(ctx, fh, off, fend, &ra_off, &ra_end);
 	read_part_put(rd); /* may reply and free rd */
+	/* The first page of a window is left out of the page cache: the
+	 * program's read of it reaches us and moves the stream on while the
+	 * rest of the window is read from memory (the kernel's readahead
+	 * mark, done here). */
 	if (ra_end > ra_off) {
 		if (fill)
-			fs_pagefill(ctx, fh->inode, v, ra_off, ra_end, 0, 0,
-				    false);
+			fs_pagefill(ctx, fh->inode, v, ra_off, ra_end, ra_off,
+				    ra_off + 1, false);
 		else
 			prefetch(ctx, v, ra_off, ra_end);
 	}
