@@ -555,11 +555,11 @@ static void version_read(struct fs_ctx *ctx, fuse_req_t req,
 	}
 	if ((data && !inside) || in_window)
 		readahead_plan(ctx, fh, off, fend, &ra_off, &ra_end);
-	read_part_put(rd); /* may reply and free rd */
 	/* The first page of a window is left out of the page cache: the
 	 * program's read of it reaches us and moves the stream on while the
 	 * rest of the window is read from memory (the kernel's readahead
-	 * mark, done here). */
+	 * mark, done here).  Before the reply: after it, the handle may be
+	 * released. */
 	if (ra_end > ra_off) {
 		if (fill)
 			fs_pagefill(ctx, fh->inode, v, ra_off, ra_end, ra_off,
@@ -567,6 +567,7 @@ static void version_read(struct fs_ctx *ctx, fuse_req_t req,
 		else
 			prefetch(ctx, v, ra_off, ra_end);
 	}
+	read_part_put(rd); /* may reply and free rd */
 }
 
 ssize_t fs_version_pread(struct fs_ctx *ctx, struct fs_version *v, void *buf,
