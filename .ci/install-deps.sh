@@ -10,8 +10,9 @@ pkgs=(
   libcmocka-dev
   python3 python3-h5py python3-numpy python3-netcdf4 python3-botocore
   util-linux procps
-  # the integration_s3.* tests' Ceph RGW (tests/servers/ceph-rgw-up.sh)
-  ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl
+  # the integration_s3.* tests' Ceph RGW (tests/servers/ceph-rgw-up.sh),
+  # and integration_s3.tls's throw-away CA
+  ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl openssl
   # bench/edit_bench.py's peer (rclone mount) and its byte count (strace)
   rclone strace
 )

@@ -30,6 +30,7 @@ struct raw_opts {
 	char *uid, *gid, *umask, *attr_timeout, *spool_dir, *fault;
 	/* S3 */
 	char *endpoint, *region, *addressing, *passwd_file, *profile;
+	char *ca_bundle;
 	int signed_payloads, insecure, direct_io;
 	unsigned threads;
 	int foreground, debug, help, version;
@@ -54,6 +55,7 @@ static const struct fuse_opt opt_table[] = {
 	OPT("profile=%s", profile),
 	OPT("signed_payloads", signed_payloads),
 	OPT("insecure", insecure),
+	OPT("ca_bundle=%s", ca_bundle),
 	OPT("direct_io", direct_io),
 	FUSE_OPT_KEY("spool_dir=", 2),
 	FUSE_OPT_KEY("fault=", 3),
@@ -95,6 +97,8 @@ static const char usage[] =
 	"  -o passwd_file=F     ACCESS:SECRET or BUCKET:ACCESS:SECRET (mode 600)\n"
 	"  -o profile=P         profile of ~/.aws/credentials (default)\n"
 	"  -o signed_payloads   sign PUT bodies (else UNSIGNED-PAYLOAD)\n"
+	"  -o ca_bundle=FILE    PEM CA certificates to trust for https\n"
+	"                       (instead of the system's; AWS_CA_BUNDLE)\n"
 	"  -o insecure          do not verify TLS certificates\n"
 	"  plus the FUSE options, e.g. allow_other, ro\n";
 
@@ -390,6 +394,7 @@ int main(int argc, char *argv[])
 			.profile = raw.profile,
 			.signed_payloads = raw.signed_payloads ? 1 : -1,
 			.insecure = raw.insecure,
+			.ca_bundle = raw.ca_bundle,
 		};
 
 		if (ost_open_source(ctx.cfg.source, &s3, ctx.cfg.fault,
@@ -464,6 +469,7 @@ out:
 	free(raw.addressing);
 	free(raw.passwd_file);
 	free(raw.profile);
+	free(raw.ca_bundle);
 	free(raw.source);
 	free(raw.mountpoint);
 	free(abs_mnt);

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -20,6 +21,9 @@
 #include "log.h"
 
 #define TEXT_MAX_DEFAULT (16u << 20)
+
+_Static_assert(sizeof(((struct ost_http_xfer *)0)->error) >= CURL_ERROR_SIZE,
+	       "the error field is libcurl's CURLOPT_ERRORBUFFER");
 
 struct job {
 	struct ost_http_xfer *x;
@@ -218,6 +222,7 @@ static int setup(struct ost_http *h, struct job *j)
 	}
 	curl_easy_setopt(e, CURLOPT_URL, x->url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, j);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->error);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->hdrs);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -405,6 +410,26 @@ static int curl_errno(int cc)
 	}
 }
 
+const char *ost_http_hint(const struct ost_http_xfer *x)
+{
+	switch (x->curl_code) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+		return "; the server's TLS certificate was not accepted: if a "
+		       "private CA signed it, give that CA with -o "
+		       "ca_bundle=FILE (or AWS_CA_BUNDLE, or ca_bundle in "
+		       "~/.aws/config); the endpoint's host must be one the "
+		       "certificate names; -o insecure skips the check";
+	case CURLE_SSL_CACERT_BADFILE:
+		return "; the CA bundle could not be loaded: it must hold PEM "
+		       "CA certificates";
+	case CURLE_SSL_CONNECT_ERROR:
+		return "; the TLS handshake failed: if the server speaks plain "
+		       "HTTP, use an http:// endpoint (or AWS_USE_TLS=false)";
+	default:
+		return "";
+	}
+}
+
 int ost_http_run(struct ost_http *h, struct ost_http_xfer *x)
 {
 	struct job j;
@@ -416,6 +441,8 @@ int ost_http_run(struct ost_http *h, struct ost_http_xfer *x)
 	x->got = 0;
 	x->received = 0;
 	x->etag[0] = x->last_modified[0] = x->content_range[0] = '\0';
+	x->error[0] = '\0';
+	x->curl_code = 0;
 	x->content_length = -1;
 	rc = setup(h, &j);
 	if (rc < 0)
@@ -448,10 +475,12 @@ int ost_http_run(struct ost_http *h, struct ost_http_xfer *x)
 	pthread_mutex_unlock(&h->lock);
 	pthread_cond_destroy(&j.cond);
 	rc = j.err ? j.err : curl_errno(x->curl_code);
+	if (rc < 0 && !j.err && !x->error[0])
+		snprintf(x->error, sizeof(x->error), "%s",
+			 curl_easy_strerror((CURLcode)x->curl_code));
 	if (rc < 0 && !j.err) /* never the query: it may hold a token */
 		ch5_debug("objstore: %s %.*s: %s", x->method,
-			  (int)strcspn(x->url, "?"), x->url,
-			  curl_easy_strerror((CURLcode)x->curl_code));
+			  (int)strcspn(x->url, "?"), x->url, x->error);
 	if (rc == 0 && !x->status)
 		rc = -EIO;
 out:

@@ -25,7 +25,8 @@ struct ost_http_opts {
 	long connect_timeout_s;	  /* TCP/TLS connect, seconds */
 	long low_speed_time_s;	  /* abort below 1 byte/s for this long */
 	bool insecure;		  /* no TLS certificate verification */
-	const char *ca_file;	  /* extra CA bundle, or NULL */
+	const char *ca_file;	  /* PEM CA certificates trusted instead of
+				     the system's, or NULL (copied) */
 };
 
 /* One request and its answer. */
@@ -50,6 +51,8 @@ struct ost_http_xfer {
 	/* response (out) */
 	long status;	   /* HTTP status, 0 when no answer came */
 	int curl_code;	   /* CURLcode of the transfer */
+	char error[256];   /* libcurl's words for a failed transfer ("SSL
+			      certificate problem: ..."), else "" */
 	size_t got;	   /* bytes stored in buf */
 	uint64_t received; /* body bytes received in all */
 	char etag[80];	   /* ETag header, quotes removed */
@@ -71,7 +74,15 @@ void ost_http_free(struct ost_http *h);
  * (connect or low-speed timeout), -ECONNREFUSED, -EHOSTUNREACH (DNS or
  * routing), -ECONNRESET (the connection broke), -EPROTO (TLS handshake or
  * certificate verification failed), -EIO (other libcurl errors), -ENOMEM,
- * -ESHUTDOWN. */
+ * -ESHUTDOWN; after a transport error x->error says why in libcurl's
+ * words (no URL query, no header: nothing secret). */
 int ost_http_run(struct ost_http *h, struct ost_http_xfer *x);
+
+/* After ost_http_run() failed: a static sentence, starting with "; ",
+ * that tells the user what to do about a TLS failure (a certificate not
+ * trusted or not matching the host, a CA bundle that cannot be loaded, a
+ * handshake with a server that does not speak TLS), or "" for any other
+ * outcome. */
+const char *ost_http_hint(const struct ost_http_xfer *x);
 
 #endif

@@ -498,7 +498,12 @@ void ost_free(struct ost *st)
 	 * its parent's). */
 	for (i = 0; st->pid == getpid() && i < st->nstarted; i++)
 		pthread_join(st->threads[i], NULL);
-	pthread_cond_destroy(&st->work);
+	/* A process forked after the workers started (fuse_daemonize) that
+	 * never started its own still counts the parent's workers as waiters
+	 * of `work`: pthread_cond_destroy() would wait for them forever (a
+	 * daemon unmounted before any store request never exited). */
+	if (!st->pid || st->pid == getpid())
+		pthread_cond_destroy(&st->work);
 	pthread_mutex_destroy(&st->lock);
 	ost_backend_free(st->be);
 	free(st->threads);

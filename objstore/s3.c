@@ -430,9 +430,10 @@ static int s3_errno(struct s3 *s, const struct s3_req *r, int rc,
 	long st = r->x.status;
 
 	if (rc < 0) {
-		ch5_err("objstore: s3 %s %s: no answer from %s://%s: %s",
+		ch5_err("objstore: s3 %s %s: no answer from %s://%s: %s%s",
 			r->method, r->key ? r->key : "(bucket)", s->scheme,
-			s->hostport, strerror(-rc));
+			s->hostport, r->x.error[0] ? r->x.error : strerror(-rc),
+			ost_http_hint(&r->x));
 		return rc == -ECONNREFUSED || rc == -ECONNRESET ||
 				       rc == -EHOSTUNREACH || rc == -EPROTO
 			       ? -EIO
@@ -1171,6 +1172,7 @@ int ost_s3_new(const struct ost_s3_config *cfg, struct ost_backend **out)
 	ho.max_connections = cfg->max_connections ? cfg->max_connections
 						  : 16;
 	ho.insecure = cfg->insecure;
+	ho.ca_file = cfg->ca_bundle;
 	rc = ost_http_new(&ho, &s->http);
 	if (rc < 0) {
 		s3_free(s);

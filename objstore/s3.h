@@ -39,6 +39,9 @@ struct ost_s3_config {
 	const char *session_token; /* NULL when none */
 	bool signed_payloads;	   /* SHA-256 of PUT bodies, not UNSIGNED */
 	bool insecure;		   /* no TLS certificate verification */
+	const char *ca_bundle;	   /* PEM file of the CA certificates to
+				      trust instead of the system's, or
+				      NULL (ignored when insecure) */
 	unsigned max_connections;  /* 0 = 16 */
 	unsigned retries;	   /* attempts after the first; 0 = 4 */
 	uint64_t multipart_threshold; /* bytes; 0 = 64 MiB */
@@ -59,6 +62,7 @@ struct ost_s3_opts {
 	const char *profile;	 /* of ~/.aws/credentials and ~/.aws/config */
 	int signed_payloads;	 /* -1, 0 or 1 */
 	bool insecure;
+	const char *ca_bundle;	 /* PEM CA certificates (AWS_CA_BUNDLE) */
 };
 
 /* Settings resolved for one mount; cfg's strings point into the arrays
@@ -67,6 +71,7 @@ struct ost_s3_resolved {
 	struct ost_s3_config cfg;
 	char bucket[64], prefix[OST_KEY_MAX + 1], endpoint[512], region[64];
 	char access[256], secret[256], token[4096];
+	char ca_bundle[4096]; /* absolute path, or "" */
 };
 
 /* True if `source` names an S3 bucket (s3://..., BUCKET, BUCKET:/PREFIX),
@@ -79,11 +84,17 @@ bool ost_s3_source(const char *source);
  * NULL), the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
  * AWS_SESSION_TOKEN, AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_S3,
  * AWS_ENDPOINT_URL, AWS_USE_TLS, AWS_S3_ADDRESSING_STYLE,
- * AWS_SIGNED_PAYLOADS, AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE,
- * AWS_CONFIG_FILE), the profile of ~/.aws/credentials and ~/.aws/config;
- * else the defaults (us-east-1, AWS's endpoint, virtual-hosted on AWS and
- * path-style elsewhere, UNSIGNED-PAYLOAD bodies).  A passwd_file that
- * group or others may read is refused.  Returns 0, -EINVAL, -EACCES or
+ * AWS_SIGNED_PAYLOADS, AWS_CA_BUNDLE, AWS_PROFILE,
+ * AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE), the profile of
+ * ~/.aws/credentials and ~/.aws/config (keys as the AWS CLI's: region,
+ * endpoint_url, ca_bundle, s3 = addressing_style...); else the defaults
+ * (us-east-1, AWS's endpoint, virtual-hosted on AWS and path-style
+ * elsewhere, UNSIGNED-PAYLOAD bodies, the system's CA certificates).
+ * An endpoint without a scheme (HOST[:PORT]) gets https://, or http://
+ * when AWS_USE_TLS is false; an endpoint whose scheme contradicts a set
+ * AWS_USE_TLS is refused.  A passwd_file that group or others may read is
+ * refused; a ca_bundle must be a readable file (made absolute: the daemon
+ * changes to / when it detaches).  Returns 0, -EINVAL, -EACCES or
  * -ENOENT, after logging why. */
 int ost_s3_resolve(const char *source, const struct ost_s3_opts *o,
 		   struct ost_s3_resolved *r);

@@ -4,6 +4,7 @@
  * ~/.aws/config, then defaults.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,8 @@ static int truth(const char *v, const char *what, int *out)
 struct profile {
 	char access[256], secret[256], token[4096];
 	char region[64], endpoint[512], addressing[16];
+	char ca_bundle[4096];
+	char config_file[4096]; /* where ca_bundle was read, for messages */
 };
 
 static void trim(char *s)
@@ -124,6 +127,12 @@ static void read_ini(const char *path, const char *section,
 		else if (!strcmp(line, "endpoint_url") && !p->endpoint[0])
 			snprintf(p->endpoint, sizeof(p->endpoint), "%s",
 				 eq + 1);
+		else if (!strcmp(line, "ca_bundle")) {
+			snprintf(p->ca_bundle, sizeof(p->ca_bundle), "%s",
+				 eq + 1);
+			snprintf(p->config_file, sizeof(p->config_file), "%s",
+				 path);
+		}
 	}
 	fclose(f);
 }
@@ -221,6 +230,43 @@ static int read_passwd(const char *path, const char *bucket,
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* The CA bundle `path` (named by `from`) as an absolute path in out[]: it
+ * must be a readable regular file. */
+static int ca_bundle(const char *path, const char *from, char *out,
+		     size_t size)
+{
+	char abs[PATH_MAX];
+	struct stat sb;
+	int rc;
+
+	if (!realpath(path, abs) || stat(abs, &sb) < 0) {
+		rc = -errno;
+		goto bad;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		rc = -EINVAL;
+		ch5_err("objstore: s3: ca_bundle %s (%s) is not a file of PEM "
+			"CA certificates",
+			path, from);
+		return rc;
+	}
+	if (access(abs, R_OK) < 0) {
+		rc = -errno;
+		goto bad;
+	}
+	if (strlen(abs) >= size) {
+		ch5_err("objstore: s3: ca_bundle %s (%s): the path is too long",
+			path, from);
+		return -EINVAL;
+	}
+	memcpy(out, abs, strlen(abs) + 1);
+	return 0;
+bad:
+	ch5_err("objstore: s3: ca_bundle %s (%s): %s", path, from,
+		strerror(-rc));
+	return rc;
 }
 
 bool ost_s3_source(const char *source)
@@ -358,6 +404,30 @@ int ost_s3_resolve(const char *source, const struct ost_s3_opts *o,
 	else if (truth(env("AWS_SIGNED_PAYLOADS"), "AWS_SIGNED_PAYLOADS",
 		       &sp) < 0)
 		return -EINVAL;
+
+	/* The CA certificates to trust instead of the system's, as the AWS
+	 * CLI takes them. */
+	{
+		char from[4200];
+		int crc = 0;
+
+		if (o->ca_bundle) {
+			crc = ca_bundle(o->ca_bundle, "-o ca_bundle",
+					r->ca_bundle, sizeof(r->ca_bundle));
+		} else if (env("AWS_CA_BUNDLE")) {
+			crc = ca_bundle(env("AWS_CA_BUNDLE"), "AWS_CA_BUNDLE",
+					r->ca_bundle, sizeof(r->ca_bundle));
+		} else if (p.ca_bundle[0]) {
+			snprintf(from, sizeof(from), "profile %s of %s", prof,
+				 p.config_file);
+			crc = ca_bundle(p.ca_bundle, from, r->ca_bundle,
+					sizeof(r->ca_bundle));
+		}
+		if (crc < 0) {
+			memset(&p, 0, sizeof(p)); /* secrets */
+			return crc;
+		}
+	}
 	if (rc)
 		return -EINVAL;
 	r->cfg.endpoint = r->endpoint[0] ? r->endpoint : NULL;
@@ -369,6 +439,7 @@ int ost_s3_resolve(const char *source, const struct ost_s3_opts *o,
 	r->cfg.session_token = r->token[0] ? r->token : NULL;
 	r->cfg.signed_payloads = sp;
 	r->cfg.insecure = o->insecure;
+	r->cfg.ca_bundle = r->ca_bundle[0] ? r->ca_bundle : NULL;
 	memset(&p, 0, sizeof(p)); /* secrets */
 	return 0;
 }

@@ -96,6 +96,47 @@ def daemonized_mount_serves(binary):
         return "daemonized mount wrote, read and unmounted"
 
 
+def exited(pid):
+    """True once pid is gone or a zombie (its new parent, init, reaps it
+    when it will)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@test
+def untouched_daemon_exits(binary):
+    """A daemonized mount unmounted before it made any store request
+    exits.  The store's request pool started its workers before the fork
+    (the mount-time probe) and the child never did: destroying the pool's
+    condition variable, which still counted the parent's workers as
+    waiters, hung the daemon forever after the unmount."""
+    with T.Workspace(binary, name="untouched") as ws:
+        mnt, spool = ws.mntdir, os.path.join(ws.root, "spool")
+        os.makedirs(mnt, exist_ok=True)
+        store = ws.store
+        url = getattr(store, "url", None) or "file://" + store
+        r = run([binary, url, mnt, "-o", "spool_dir=" + spool],
+                env=(store.env() if hasattr(store, "env") else None))
+        T.check(r.returncode == 0, "mount.cloudh5 (daemon) exited %d: %s"
+                % (r.returncode, r.stdout.decode(errors="replace")))
+        pids = daemon_pids(mnt)
+        T.check(len(pids) == 1, "expected one daemon, found %s" % pids)
+        r = run(["fusermount3", "-u", mnt])
+        T.check(r.returncode == 0, "fusermount3 -u: %s"
+                % r.stdout.decode(errors="replace"))
+        deadline = time.monotonic() + 10
+        while not exited(pids[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not exited(pids[0]):
+            os.kill(pids[0], 9)
+            raise T.Fail("the daemon (pid %d) was still running 10 s after "
+                         "fusermount3 -u" % pids[0])
+        return "exited after the unmount"
+
+
 @test
 def bad_store_fails_the_mount(binary):
     """A wrong secret (S3) or a missing directory (local) fails the mount

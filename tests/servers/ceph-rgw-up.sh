@@ -32,9 +32,17 @@
 #   CEPH_RGW_REPLACE=1   first stop the daemons a previous run left running
 #                        in STATE_DIR (only those, by the PIDs it recorded)
 #   CEPH_RGW_TIMEOUT     seconds to wait for readiness   (180)
+#   CEPH_RGW_DNS_NAME    rgw_dns_name: a request to BUCKET.<this name> is
+#                        virtual-hosted (curl resolves *.localhost to
+#                        127.0.0.1 by itself)              (localhost)
+#   CEPH_RGW_SSL_PORT    also serve S3 over https on 127.0.0.1:this port
+#                        (beast ssl_endpoint), with:
+#   CEPH_RGW_SSL_CERT    PEM server certificate (chain)  (needed with the port)
+#   CEPH_RGW_SSL_KEY     PEM private key of it           (needed with the port)
 #
 # On success prints shell-sourceable lines (also written to STATE_DIR/env):
 #   S3_ENDPOINT=http://127.0.0.1:7481 AWS_ACCESS_KEY_ID=... etc.
+#   (S3_DNS_NAME=the rgw_dns_name; with CEPH_RGW_SSL_PORT also S3_TLS_PORT)
 set -euo pipefail
 
 D=${1:-/tmp/ch5-rgw}
@@ -46,6 +54,10 @@ SK=${CEPH_RGW_SECRET_KEY:-testsecretkey}
 BUCKET=${CEPH_RGW_BUCKET:-test-bucket}
 MEMBYTES=${CEPH_RGW_MEMSTORE_BYTES:-4294967296}
 TIMEOUT=${CEPH_RGW_TIMEOUT:-180}
+DNS_NAME=${CEPH_RGW_DNS_NAME:-localhost}
+SSL_PORT=${CEPH_RGW_SSL_PORT:-}
+SSL_CERT=${CEPH_RGW_SSL_CERT:-}
+SSL_KEY=${CEPH_RGW_SSL_KEY:-}
 
 log() { printf '[ceph-rgw-up %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -63,6 +75,15 @@ on_exit() {
 trap on_exit EXIT
 
 t0=$(date +%s.%N)
+
+FRONTEND="beast endpoint=127.0.0.1:$PORT tcp_nodelay=1"
+if [ -n "$SSL_PORT" ]; then
+  [ -r "$SSL_CERT" ] && [ -r "$SSL_KEY" ] ||
+    die "CEPH_RGW_SSL_PORT needs readable CEPH_RGW_SSL_CERT and CEPH_RGW_SSL_KEY files (got '$SSL_CERT', '$SSL_KEY')"
+  SSL_CERT=$(cd "$(dirname "$SSL_CERT")" && pwd)/$(basename "$SSL_CERT")
+  SSL_KEY=$(cd "$(dirname "$SSL_KEY")" && pwd)/$(basename "$SSL_KEY")
+  FRONTEND="$FRONTEND ssl_endpoint=127.0.0.1:$SSL_PORT ssl_certificate=$SSL_CERT ssl_private_key=$SSL_KEY"
+fi
 
 # ---------------------------------------------------------------- install
 need=()
@@ -95,7 +116,7 @@ if [ -f "$D/pids" ]; then
     fi
   done <"$D/pids"
 fi
-for p in "$PORT" "$MON2" "$MON1"; do
+for p in "$PORT" "$MON2" "$MON1" $SSL_PORT; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     die "127.0.0.1:$p is already in use"
   fi
@@ -165,9 +186,9 @@ osd op num shards = 1
 osd op num threads per shard = 2
 
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$PORT tcp_nodelay=1
+rgw frontends = $FRONTEND
 rgw data = $D/rgw
-rgw dns name = localhost
+rgw dns name = $DNS_NAME
 rgw thread pool size = 32
 rgw enable usage log = false
 rgw enable ops log = false
@@ -222,6 +243,14 @@ until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/" || t
   sleep 0.5
 done
 
+if [ -n "$SSL_PORT" ]; then
+  # Only that https is served: the tests check the certificate themselves.
+  until [ "$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$SSL_PORT/" || true)" = 200 ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || die "radosgw did not answer https on :$SSL_PORT (see $D/log)"
+    sleep 0.5
+  done
+fi
+
 log "creating S3 user + bucket '$BUCKET'"
 radosgw-admin "${C[@]}" user create --uid=tester --display-name="Test User" \
   --access-key="$AK" --secret-key="$SK" >"$D/log/user-create.json" 2>"$D/log/user-create.err" ||
@@ -255,7 +284,9 @@ AWS_SECRET_ACCESS_KEY=$SK
 AWS_DEFAULT_REGION=us-east-1
 CEPH_RGW_DIR=$D
 CEPH_CONF=$CONF
+S3_DNS_NAME=$DNS_NAME
 EOF
+[ -z "$SSL_PORT" ] || echo "S3_TLS_PORT=$SSL_PORT" >>"$D/env"
 cat "$D/env"
 awk -v a="$t0" -v b="$t_inst" -v c="$t_ready" \
   'BEGIN{printf "[ceph-rgw-up] install/check %.1fs, cluster start to first PUT %.1fs, total %.1fs\n", b-a, c-b, c-a}' >&2
