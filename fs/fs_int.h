@@ -301,8 +301,9 @@ void fs_pagefill_free(struct fs_ctx *ctx);
  * not stored (the pages a pending read is answering: the kernel holds
  * them).  Only whole pages made entirely of bytes that are in the
  * manifest or being fetched here are stored; the rest stay for the kernel
- * to ask for.  Returns the end (file offset) of what will be stored, at
- * least `end`... or `end` when nothing is.  Thread-safe. */
+ * to ask for.  Returns the larger of `end` and the end (file offset) of
+ * the range whose pages are being stored.  Thread-safe; `in` is pinned
+ * and `v` referenced until the stores are done. */
 uint64_t fs_pagefill(struct fs_ctx *ctx, struct fs_inode *in,
 		     struct fs_version *v, uint64_t off, uint64_t end,
 		     uint64_t skip_off, uint64_t skip_end, bool whole);
