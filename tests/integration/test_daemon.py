@@ -54,17 +54,24 @@ def daemon_pids(mnt):
     return [int(p) for p in out.split()]
 
 
+def mount_daemon(binary, ws):
+    """Mount ws's store on ws's mount point in daemon mode (no -f); the
+    mount command must succeed.  Returns the mount point."""
+    mnt, spool = ws.mntdir, os.path.join(ws.root, "spool")
+    os.makedirs(mnt, exist_ok=True)
+    store = ws.store
+    url = getattr(store, "url", None) or "file://" + store
+    r = run([binary, url, mnt, "-o", "spool_dir=" + spool],
+            env=(store.env() if hasattr(store, "env") else None))
+    T.check(r.returncode == 0, "mount.cloudh5 (daemon) exited %d: %s"
+            % (r.returncode, r.stdout.decode(errors="replace")))
+    return mnt
+
+
 @test
 def daemonized_mount_serves(binary):
     with T.Workspace(binary, name="daemon") as ws:
-        mnt, spool = ws.mntdir, os.path.join(ws.root, "spool")
-        os.makedirs(mnt, exist_ok=True)
-        store = ws.store
-        url = getattr(store, "url", None) or "file://" + store
-        r = run([binary, url, mnt, "-o", "spool_dir=" + spool],
-                env=(store.env() if hasattr(store, "env") else None))
-        T.check(r.returncode == 0, "mount.cloudh5 (daemon) exited %d: %s"
-                % (r.returncode, r.stdout.decode(errors="replace")))
+        mnt = mount_daemon(binary, ws)
         try:
             code = ("import h5py, numpy as np\n"
                     "with h5py.File(%r, 'w') as f:\n"
@@ -114,14 +121,7 @@ def untouched_daemon_exits(binary):
     condition variable, which still counted the parent's workers as
     waiters, hung the daemon forever after the unmount."""
     with T.Workspace(binary, name="untouched") as ws:
-        mnt, spool = ws.mntdir, os.path.join(ws.root, "spool")
-        os.makedirs(mnt, exist_ok=True)
-        store = ws.store
-        url = getattr(store, "url", None) or "file://" + store
-        r = run([binary, url, mnt, "-o", "spool_dir=" + spool],
-                env=(store.env() if hasattr(store, "env") else None))
-        T.check(r.returncode == 0, "mount.cloudh5 (daemon) exited %d: %s"
-                % (r.returncode, r.stdout.decode(errors="replace")))
+        mnt = mount_daemon(binary, ws)
         pids = daemon_pids(mnt)
         T.check(len(pids) == 1, "expected one daemon, found %s" % pids)
         r = run(["fusermount3", "-u", mnt])
