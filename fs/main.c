@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fs_int.h"
@@ -336,6 +338,81 @@ static void recover_kept_stages(struct fs_ctx *ctx)
 			ctx->cfg.spool_dir);
 }
 
+/*
+ * Daemon mode.  The fork comes first, before the store is opened: no
+ * thread (request pool, HTTP loop, and under a sanitizer its allocator's
+ * locks) exists yet, so none can be lost holding a lock the child needs.
+ * The parent stays on the terminal and waits: the child writes one byte
+ * to the pipe once the mount is live (the parent exits 0), or exits
+ * without writing (the parent exits with the child's status).  Until then
+ * the child's stderr is still the terminal, so every mount-time error is
+ * printed there.
+ *
+ * Returns the write end of the pipe in the child (>= 0); never returns in
+ * the parent; -errno if the fork could not be made.
+ */
+static int daemon_begin(void)
+{
+	int fds[2], status;
+	pid_t pid;
+	char c;
+	ssize_t n;
+
+	if (pipe(fds) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		int e = errno;
+
+		close(fds[0]);
+		close(fds[1]);
+		return -e;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		if (setsid() < 0)
+			fprintf(stderr, "mount.cloudh5: setsid: %s\n",
+				strerror(errno));
+		return fds[1];
+	}
+	close(fds[1]);
+	do
+		n = read(fds[0], &c, 1);
+	while (n < 0 && errno == EINTR);
+	if (n == 1)
+		_exit(0);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status))
+		_exit(WEXITSTATUS(status) ? WEXITSTATUS(status) : 1);
+	fprintf(stderr, "mount.cloudh5: the daemon died (signal %d) before "
+			"the mount was ready\n",
+		WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	_exit(1);
+}
+
+/* The mount is live: detach from the terminal (stdin, stdout and stderr
+ * to /dev/null, cwd to /) and let the waiting parent exit 0.  fd is what
+ * daemon_begin() returned; it is closed here. */
+static void daemon_ready(int fd)
+{
+	int null = open("/dev/null", O_RDWR);
+
+	if (chdir("/") < 0)
+		ch5_warn("chdir /: %s", strerror(errno));
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		if (null > 2)
+			close(null);
+	}
+	if (write(fd, "0", 1) != 1)
+		ch5_warn("cannot tell the mount command we are ready: %s",
+			 strerror(errno));
+	close(fd);
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -343,7 +420,7 @@ int main(int argc, char *argv[])
 	struct fs_ctx ctx;
 	struct fuse_loop_config *lcfg = NULL;
 	char *abs_mnt = NULL;
-	int rc = 1;
+	int rc = 1, ready_fd = -1;
 
 	memset(&raw, 0, sizeof(raw));
 	memset(&ctx, 0, sizeof(ctx));
@@ -385,6 +462,14 @@ int main(int argc, char *argv[])
 			raw.mountpoint, strerror(errno));
 		goto out;
 	}
+	if (!raw.foreground) {
+		ready_fd = daemon_begin();
+		if (ready_fd < 0) {
+			fprintf(stderr, "mount.cloudh5: cannot fork the daemon: "
+					"%s\n", strerror(-ready_fd));
+			goto out;
+		}
+	}
 	{
 		struct ost_s3_opts s3 = {
 			.endpoint = raw.endpoint,
@@ -422,11 +507,11 @@ int main(int argc, char *argv[])
 		goto out;
 	if (fuse_session_mount(ctx.se, abs_mnt) < 0)
 		goto out_handlers;
-	if (fuse_daemonize(raw.foreground) < 0)
-		goto out_unmount;
-	if (!raw.foreground)
+	if (ready_fd >= 0) {
 		ch5_log_to_syslog("mount.cloudh5");
-	/* After the fork of daemon mode: threads do not survive it. */
+		daemon_ready(ready_fd);
+		ready_fd = -1;
+	}
 	if (fs_pagefill_init(&ctx) < 0)
 		ch5_warn("no page cache fill: reads still work, slower");
 	ch5_info("mounted %s on %s", ctx.cfg.source, abs_mnt);

@@ -43,7 +43,7 @@ struct ost_http {
 	pthread_mutex_t lock;
 	struct job *queue;  /* guarded by lock: waiting to be added */
 	bool stopping;	    /* guarded by lock */
-	pid_t pid;	    /* guarded by lock: where the thread runs */
+	bool started;	    /* guarded by lock: the thread runs */
 	pthread_t thread;
 };
 
@@ -369,7 +369,7 @@ void ost_http_free(struct ost_http *h)
 	pthread_mutex_lock(&h->lock);
 	h->stopping = true;
 	pthread_mutex_unlock(&h->lock);
-	if (h->pid == getpid()) {
+	if (h->started) {
 		curl_multi_wakeup(h->multi);
 		pthread_join(h->thread, NULL);
 	}
@@ -455,11 +455,10 @@ int ost_http_run(struct ost_http *h, struct ost_http_xfer *x)
 		rc = -ESHUTDOWN;
 		goto out;
 	}
-	if (h->pid != getpid()) {
-		h->pid = getpid();
+	if (!h->started) {
 		rc = -pthread_create(&h->thread, NULL, event_loop, h);
+		h->started = rc == 0;
 		if (rc) {
-			h->pid = 0;
 			pthread_mutex_unlock(&h->lock);
 			pthread_cond_destroy(&j.cond);
 			ch5_err("objstore: cannot start the HTTP thread: %s",

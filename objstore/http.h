@@ -61,8 +61,8 @@ struct ost_http_xfer {
 	int64_t content_length; /* -1 when absent */
 };
 
-/* Start the engine (its event thread starts at the first transfer of a
- * process, so a daemon may fork after creating it).  0, -ENOMEM or -EIO
+/* Start the engine (its event thread starts at the first transfer; as
+ * for ost_new, fork before that, not after).  0, -ENOMEM or -EIO
  * (libcurl failed to initialize). */
 int ost_http_new(const struct ost_http_opts *o, struct ost_http **out);
 

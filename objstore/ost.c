@@ -37,11 +37,9 @@ struct ost {
 	char *name;		/* owned, e.g. "fault(local)" */
 	unsigned nthreads;
 	pthread_t *threads; /* nthreads of them */
-	/* Workers start at the first request of a process: a daemon that
-	 * opened its store and then forked (fuse_daemonize) has none of the
-	 * parent's threads.  Both guarded by lock. */
-	pid_t pid;	    /* process the workers run in (0: none yet) */
-	unsigned nstarted;  /* workers running in it */
+	/* Workers start at the first request (guarded by lock). */
+	bool started;
+	unsigned nstarted;  /* workers running */
 
 	pthread_mutex_t lock;
 	pthread_cond_t work; /* signalled when head or stopping changes */
@@ -494,16 +492,10 @@ void ost_free(struct ost *st)
 	st->stopping = true;
 	pthread_cond_broadcast(&st->work);
 	pthread_mutex_unlock(&st->lock);
-	/* Workers drain the queue before they exit (a forked child never had
-	 * its parent's). */
-	for (i = 0; st->pid == getpid() && i < st->nstarted; i++)
+	/* Workers drain the queue before they exit. */
+	for (i = 0; i < st->nstarted; i++)
 		pthread_join(st->threads[i], NULL);
-	/* A process forked after the workers started (fuse_daemonize) that
-	 * never started its own still counts the parent's workers as waiters
-	 * of `work`: pthread_cond_destroy() would wait for them forever (a
-	 * daemon unmounted before any store request never exited). */
-	if (!st->pid || st->pid == getpid())
-		pthread_cond_destroy(&st->work);
+	pthread_cond_destroy(&st->work);
 	pthread_mutex_destroy(&st->lock);
 	ost_backend_free(st->be);
 	free(st->threads);
@@ -517,12 +509,7 @@ static int start_workers_locked(struct ost *st)
 	unsigned i;
 	int rc;
 
-	/* After a fork the parent's workers are gone but the condition
-	 * variable still counts them as waiters: a signal would go to a
-	 * ghost.  Start it afresh (nobody can be waiting on it here). */
-	if (st->pid)
-		pthread_cond_init(&st->work, NULL);
-	st->pid = getpid();
+	st->started = true;
 	st->nstarted = 0;
 	for (i = 0; i < st->nthreads; i++) {
 		rc = -pthread_create(&st->threads[i], NULL, ost_worker, st);
@@ -546,7 +533,7 @@ int ost_submit(struct ost *st, struct ost_req *req)
 		pthread_mutex_unlock(&st->lock);
 		return -ESHUTDOWN;
 	}
-	if (st->pid != getpid()) {
+	if (!st->started) {
 		int rc = start_workers_locked(st);
 
 		if (rc < 0) {

@@ -212,9 +212,10 @@ int ost_fault_new(struct ost_backend *inner, const struct ost_fault_cfg *cfg,
  */
 
 /* Create a store over `be` (ownership passes in, also on failure) with
- * `nthreads` pool workers (0 = 8).  The workers start at the first request
- * made in a process, so a daemon may open its store, use it, fork
- * (daemonize) and go on using it in the child.  Returns 0 or -errno. */
+ * `nthreads` pool workers (0 = 8), started at the first request.  Threads
+ * do not survive fork(2): a process that forks must do so before its
+ * first request (mount.cloudh5 forks before it opens the store).
+ * Returns 0 or -errno. */
 int ost_new(struct ost_backend *be, unsigned nthreads, struct ost **out);
 
 /* Open a store from a URL: "file:///abs/dir" or "mem://", or an S3 bucket
