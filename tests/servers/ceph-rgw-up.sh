@@ -21,6 +21,9 @@
 #
 # Environment knobs (all optional):
 #   CEPH_RGW_PORT        S3 port                         (7481)
+#   CEPH_RGW_EXTRA_ADDRS  more addresses radosgw listens on, on the same
+#                        port, space-separated (an address of a test
+#                        network namespace's veth; it must exist first)
 #   CEPH_MON_PORT_V2     mon msgr2 port                  (3301)
 #   CEPH_MON_PORT_V1     mon msgr1 port                  (6790)
 #   CEPH_RGW_ACCESS_KEY  S3 access key                   (testaccesskey)
@@ -46,6 +49,8 @@ SK=${CEPH_RGW_SECRET_KEY:-testsecretkey}
 BUCKET=${CEPH_RGW_BUCKET:-test-bucket}
 MEMBYTES=${CEPH_RGW_MEMSTORE_BYTES:-4294967296}
 TIMEOUT=${CEPH_RGW_TIMEOUT:-180}
+FRONTEND="beast endpoint=127.0.0.1:$PORT"
+for a in ${CEPH_RGW_EXTRA_ADDRS:-}; do FRONTEND+=" endpoint=$a:$PORT"; done
 
 log() { printf '[ceph-rgw-up %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -165,7 +170,7 @@ osd op num shards = 1
 osd op num threads per shard = 2
 
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$PORT tcp_nodelay=1
+rgw frontends = $FRONTEND tcp_nodelay=1
 rgw data = $D/rgw
 rgw dns name = localhost
 rgw thread pool size = 32
