@@ -50,6 +50,7 @@ struct s3_req {
 	uint64_t body_off, body_len;
 	const char *payload_hash;	/* NULL: computed or UNSIGNED */
 	struct ost_http_xfer x;		/* response sinks and answer */
+	bool unanswered;		/* (out) an attempt got no answer */
 };
 
 /* --- small helpers ------------------------------------------------ */
@@ -259,8 +260,10 @@ static int build_url(struct s3 *s, const struct s3_req *r, char *path,
 	return 0;
 }
 
-/* SHA-256 of a body read from memory or an fd (for signed payloads). */
-static int body_sha256(const struct s3_req *r, char *out)
+/* Digest `md` of a body read from memory or an fd, in hex: SHA-256 for
+ * signed payloads, MD5 to compare with a single PUT's ETag. */
+static int body_digest(const struct s3_req *r, const EVP_MD *md_type,
+		       char *out)
 {
 	EVP_MD_CTX *c = EVP_MD_CTX_new();
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -271,7 +274,7 @@ static int body_sha256(const struct s3_req *r, char *out)
 
 	if (!c)
 		return -ENOMEM;
-	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+	EVP_DigestInit_ex(c, md_type, NULL);
 	if (r->body) {
 		EVP_DigestUpdate(c, r->body, r->body_len);
 	} else if (r->body_len) {
@@ -354,7 +357,7 @@ static int s3_send(struct s3 *s, struct s3_req *r, struct s3_error *err)
 	} else if (!r->body_len && !r->body) {
 		snprintf(sha, sizeof(sha), "%s", EMPTY_SHA256);
 	} else if (s->signed_payloads || r->body) {
-		rc = body_sha256(r, sha);
+		rc = body_digest(r, EVP_sha256(), sha);
 		if (rc < 0)
 			return rc;
 	} else {
@@ -405,6 +408,8 @@ static int s3_send(struct s3 *s, struct s3_req *r, struct s3_error *err)
 		r->x.body_off = r->body_off;
 		r->x.body_len = r->body_len;
 		rc = ost_http_run(s->http, &r->x);
+		if (rc < 0)
+			r->unanswered = true;
 		memset(err, 0, sizeof(*err));
 		if (rc == 0 && r->x.status >= 300 && r->x.text_len)
 			xml_parse(r->x.text, r->x.text_len, on_error_xml, err);
@@ -685,6 +690,27 @@ out_free:
 	return rc;
 }
 
+/* A conditional PUT was refused (412/409) on a retry after an attempt
+ * that got no answer: that attempt may have landed, and the condition
+ * then refuses the retry because of it.  True (and *info from a HEAD) if
+ * the object is this body (its ETag, a single PUT's MD5, matches). */
+static bool put_landed(struct s3 *s, const struct s3_req *r,
+		       struct ost_info *info)
+{
+	char md5[2 * EVP_MAX_MD_SIZE + 1];
+	struct ost_info cur;
+
+	if (body_digest(r, EVP_md5(), md5) < 0 ||
+	    s3_head(s, r->key, &cur) < 0 || strcasecmp(cur.etag, md5))
+		return false;
+	ch5_info("objstore: s3 PUT %s: an attempt that got no answer had "
+		 "landed (the retry was refused by its condition)",
+		 r->key);
+	if (info)
+		*info = cur;
+	return true;
+}
+
 static int s3_put(void *priv, const char *key, const struct ost_body *body,
 		  const struct ost_put_cond *cond, struct ost_info *info)
 {
@@ -707,7 +733,14 @@ static int s3_put(void *priv, const char *key, const struct ost_body *body,
 		r.hdr[r.n_hdr++] = (struct sigv4_kv){ "if-match",
 						      cond->if_match };
 	r.x.text_max = 64 << 10;
-	rc = s3_errno(s, &r, s3_send(s, &r, &e), &e, cond);
+	rc = s3_send(s, &r, &e);
+	if (rc == 0 && conditional && r.unanswered &&
+	    (r.x.status == 412 || r.x.status == 409) &&
+	    put_landed(s, &r, info)) {
+		free(r.x.text);
+		return 0;
+	}
+	rc = s3_errno(s, &r, rc, &e, cond);
 	if (rc == 0 && info) {
 		memset(info, 0, sizeof(*info));
 		info->size = body->len;
