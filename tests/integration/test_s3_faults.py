@@ -6,8 +6,8 @@ rate limit.
 
 The script starts its own RGW (tests/servers/ceph-rgw-up.sh: ceph-mon,
 ceph-osd on memstore, radosgw) in --state-dir on its own ports, never the
-shared fixture's, and stops and starts only its radosgw
-(tests/servers/ceph-rgw-gw.sh: SIGTERM, or SIGKILL for a crash).  For the
+shared fixture's, and stops only its radosgw (SIGTERM, or SIGKILL for a
+crash) and starts it again (tests/servers/ceph-rgw-gw.sh start).  For the
 link it makes two network namespaces (tests/servers/wan-netns.sh: a router
 namespace with tbf, an iptables statistic drop rule and nfqdelay, and a
 client namespace the daemon runs in through nsenter --net, so its mount
