@@ -170,8 +170,19 @@ class Server:
         r = subprocess.run([os.path.join(SERVERS, "ceph-rgw-gw.sh"),
                             self.dir] + list(cmd), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=120)
-        T.check(r.returncode == 0, "ceph-rgw-gw.sh %s failed: %s"
-                % (" ".join(cmd), r.stderr.decode(errors="replace")))
+        if r.returncode != 0:
+            tail = ""
+            for log in ("radosgw.out", "ceph-client.rgw.a.log"):
+                try:
+                    with open(os.path.join(self.dir, "log", log), "rb") as f:
+                        lines = f.read().decode(errors="replace")
+                    tail += "\n--- %s:\n%s" % (
+                        log, "\n".join(lines.splitlines()[-15:]))
+                except OSError:
+                    pass
+            raise T.Fail("ceph-rgw-gw.sh %s failed: %s%s"
+                         % (" ".join(cmd),
+                            r.stderr.decode(errors="replace"), tail))
         return float(r.stdout.decode().split()[-1])
 
     def stop_gw(self, sig=signal.SIGTERM):
@@ -189,9 +200,29 @@ class Server:
                     "/proc/%d/exe" % pid)) == "radosgw"
             except OSError:
                 return False
+
+        def gone():
+            # Not `not alive()`: exe goes with the memory, before the
+            # process closes its files; the new radosgw needs the port.
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                        return False
+            except OSError:
+                pass
+            return not self.listening()
         T.check(alive(), "radosgw (%d) is not running" % pid)
         os.kill(pid, sig)
-        wait_for(lambda: not alive(), 60, "radosgw to exit", step=0.02)
+        wait_for(gone, 60, "radosgw to exit", step=0.02)
+
+    def listening(self):
+        """True while a socket listens on the S3 port (any address)."""
+        with open("/proc/net/tcp") as f:
+            for ln in f.readlines()[1:]:
+                local, st = ln.split()[1], ln.split()[3]
+                if st == "0A" and int(local.split(":")[1], 16) == self.port:
+                    return True
+        return False
 
     def restart_gw(self):
         """Stops radosgw (SIGTERM), starts it again at once and waits for

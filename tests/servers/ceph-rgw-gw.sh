@@ -9,8 +9,9 @@
 #
 #   stop     SIGTERM (radosgw's own shutdown: listeners and connections
 #            closed), or SIGKILL with --kill (a crash: the kernel resets
-#            the connections); returns once the process is gone.  Only the
-#            PID in STATE_DIR/pids, and only while it is still radosgw.
+#            the connections); returns once the process is gone and its
+#            port free.  Only the PID in STATE_DIR/pids, and only while it
+#            is still radosgw.
 #   start    the same command line as ceph-rgw-up.sh (log appended to
 #            log/radosgw.out), its PID replaces the old one in STATE_DIR/pids
 #            (so ceph-rgw-down.sh stops it); returns once S3 answers on the
@@ -29,16 +30,29 @@ alive() {
   [ -n "$pid" ] && [ -d "/proc/$pid" ] &&
     [ "$(basename "$(readlink "/proc/$pid/exe" 2>/dev/null)")" = radosgw ]
 }
+port=$(sed -n 's/^S3_ENDPOINT=.*:\([0-9]*\)$/\1/p' "$D/env")
+# Gone: exited, and nothing listens on the port any more.  Not "alive"
+# turning false: exe goes with the memory, before the files are closed.
+gone() {
+  { [ ! -d "/proc/$pid" ] ||
+    [ "$(awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$pid/stat" 2>/dev/null)" = Z ]; } &&
+    [ -z "$(ss -Hltn "sport = :$port")" ]
+}
 
 case $CMD in
   stop)
     alive || die "radosgw (pid ${pid:-?}) is not running"
     if [ "${3:-}" = --kill ]; then kill -KILL "$pid"; else kill -TERM "$pid"; fi
-    for _ in $(seq 1 $((TIMEOUT * 50))); do alive || break; sleep 0.02; done
-    alive && die "radosgw ($pid) still running after $TIMEOUT s"
+    for _ in $(seq 1 $((TIMEOUT * 50))); do gone && break; sleep 0.02; done
+    gone || die "radosgw ($pid) still running after $TIMEOUT s"
     ;;
   start)
     alive && die "radosgw ($pid) is already running"
+    # A radosgw still closing its files keeps the port: wait for it.
+    for _ in $(seq 1 $((TIMEOUT * 50))); do
+      [ -z "$(ss -Hltn "sport = :$port")" ] && break
+      sleep 0.02
+    done
     url=$(sed -n 's/^S3_ENDPOINT=//p' "$D/env")
     nohup radosgw -c "$D/ceph.conf" -f -n client.rgw.a \
       >>"$D/log/radosgw.out" 2>&1 &
