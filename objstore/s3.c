@@ -50,7 +50,7 @@ struct s3_req {
 	uint64_t body_off, body_len;
 	const char *payload_hash;	/* NULL: computed or UNSIGNED */
 	struct ost_http_xfer x;		/* response sinks and answer */
-	bool unanswered;		/* (out) an attempt got no answer */
+	bool resent;			/* (out) sent more than once */
 };
 
 /* --- small helpers ------------------------------------------------ */
@@ -408,8 +408,6 @@ static int s3_send(struct s3 *s, struct s3_req *r, struct s3_error *err)
 		r->x.body_off = r->body_off;
 		r->x.body_len = r->body_len;
 		rc = ost_http_run(s->http, &r->x);
-		if (rc < 0)
-			r->unanswered = true;
 		memset(err, 0, sizeof(*err));
 		if (rc == 0 && r->x.status >= 300 && r->x.text_len)
 			xml_parse(r->x.text, r->x.text_len, on_error_xml, err);
@@ -421,6 +419,7 @@ static int s3_send(struct s3 *s, struct s3_req *r, struct s3_error *err)
 			  rc < 0 ? strerror(-rc)
 				 : err->code[0] ? err->code : "server error");
 		backoff(attempt + 1);
+		r->resent = true;
 	}
 	OPENSSL_cleanse(authz, sizeof(authz));
 	return rc;
@@ -690,10 +689,10 @@ out_free:
 	return rc;
 }
 
-/* A conditional PUT was refused (412/409) on a retry after an attempt
- * that got no answer: that attempt may have landed, and the condition
- * then refuses the retry because of it.  True (and *info from a HEAD) if
- * the object is this body (its ETag, a single PUT's MD5, matches). */
+/* A conditional PUT was refused (412/409) on a retry: an earlier attempt
+ * (no answer, or a 5xx) may have landed, and the condition then refuses
+ * the retry because of it.  True (and *info from a HEAD) if the object is
+ * this body (its ETag, a single PUT's MD5, matches). */
 static bool put_landed(struct s3 *s, const struct s3_req *r,
 		       struct ost_info *info)
 {
@@ -703,8 +702,8 @@ static bool put_landed(struct s3 *s, const struct s3_req *r,
 	if (body_digest(r, EVP_md5(), md5) < 0 ||
 	    s3_head(s, r->key, &cur) < 0 || strcasecmp(cur.etag, md5))
 		return false;
-	ch5_info("objstore: s3 PUT %s: an attempt that got no answer had "
-		 "landed (the retry was refused by its condition)",
+	ch5_info("objstore: s3 PUT %s: an earlier attempt had landed (the "
+		 "retry was refused by its condition)",
 		 r->key);
 	if (info)
 		*info = cur;
@@ -734,7 +733,7 @@ static int s3_put(void *priv, const char *key, const struct ost_body *body,
 						      cond->if_match };
 	r.x.text_max = 64 << 10;
 	rc = s3_send(s, &r, &e);
-	if (rc == 0 && conditional && r.unanswered &&
+	if (rc == 0 && conditional && r.resent &&
 	    (r.x.status == 412 || r.x.status == 409) &&
 	    put_landed(s, &r, info)) {
 		free(r.x.text);
