@@ -50,7 +50,6 @@ struct s3_req {
 	uint64_t body_off, body_len;
 	const char *payload_hash;	/* NULL: computed or UNSIGNED */
 	struct ost_http_xfer x;		/* response sinks and answer */
-	bool resent;			/* (out) sent more than once */
 };
 
 /* --- small helpers ------------------------------------------------ */
@@ -419,7 +418,6 @@ static int s3_send(struct s3 *s, struct s3_req *r, struct s3_error *err)
 			  rc < 0 ? strerror(-rc)
 				 : err->code[0] ? err->code : "server error");
 		backoff(attempt + 1);
-		r->resent = true;
 	}
 	OPENSSL_cleanse(authz, sizeof(authz));
 	return rc;
@@ -689,10 +687,12 @@ out_free:
 	return rc;
 }
 
-/* A conditional PUT was refused (412/409) on a retry: an earlier attempt
- * (no answer, or a 5xx) may have landed, and the condition then refuses
- * the retry because of it.  True (and *info from a HEAD) if the object is
- * this body (its ETag, a single PUT's MD5, matches). */
+/* A conditional PUT was refused (412/409).  If it was sent more than once
+ * (our retries after no answer or a 5xx, or libcurl's own resend when a
+ * kept-alive connection turns out dead), an earlier copy may have landed
+ * and the condition refused the later one because of it.  True (and *info
+ * from a HEAD) if the object is this body (its ETag, a single PUT's MD5,
+ * matches): then it was this PUT that landed. */
 static bool put_landed(struct s3 *s, const struct s3_req *r,
 		       struct ost_info *info)
 {
@@ -702,8 +702,8 @@ static bool put_landed(struct s3 *s, const struct s3_req *r,
 	if (body_digest(r, EVP_md5(), md5) < 0 ||
 	    s3_head(s, r->key, &cur) < 0 || strcasecmp(cur.etag, md5))
 		return false;
-	ch5_info("objstore: s3 PUT %s: an earlier attempt had landed (the "
-		 "retry was refused by its condition)",
+	ch5_info("objstore: s3 PUT %s: refused by its condition, but the "
+		 "object is this body: an earlier send of it had landed",
 		 r->key);
 	if (info)
 		*info = cur;
@@ -733,7 +733,7 @@ static int s3_put(void *priv, const char *key, const struct ost_body *body,
 						      cond->if_match };
 	r.x.text_max = 64 << 10;
 	rc = s3_send(s, &r, &e);
-	if (rc == 0 && conditional && r.resent &&
+	if (rc == 0 && conditional &&
 	    (r.x.status == 412 || r.x.status == 409) &&
 	    put_landed(s, &r, info)) {
 		free(r.x.text);
