@@ -13,6 +13,9 @@ pkgs=(
   # the integration_s3.* tests' Ceph RGW (tests/servers/ceph-rgw-up.sh),
   # and integration_s3.tls's throw-away CA
   ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl openssl
+  # integration_s3.faults_server's emulated link (tests/servers/wan-netns.sh:
+  # namespaces, tbf, packet drops, nfqdelay built from the shared folder)
+  iproute2 iptables libnetfilter-queue-dev
   # bench/edit_bench.py's peer (rclone mount) and its byte count (strace)
   rclone strace
 )

@@ -551,6 +551,10 @@ static int upload_objects(struct fs_ctx *ctx, const struct h5m_manifest *m,
 		}
 		if (skip && skip[i])
 			continue;
+		/* One failed upload fails the commit: send no more (with the
+		 * store down, each would wait out its retries in turn). */
+		if (ost_batch_failed(&b))
+			break;
 		h5m_extent(m, i, &off, &len);
 		reqs[i].op = OST_PUT;
 		reqs[i].key = keys[i];
@@ -887,6 +891,8 @@ static int copy_objects(struct fs_ctx *ctx, const struct h5m_manifest *m,
 		}
 		if (!strcmp(k1, k2))
 			continue;
+		if (ost_batch_failed(&b))
+			break;
 		reqs[i].op = OST_COPY;
 		reqs[i].key = keys[2 * i];
 		reqs[i].dst_key = keys[2 * i + 1];

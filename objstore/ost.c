@@ -850,6 +850,16 @@ void ost_batch_finish(struct ost_batch *b, int rc)
 	pthread_mutex_unlock(&b->lock);
 }
 
+bool ost_batch_failed(struct ost_batch *b)
+{
+	bool failed;
+
+	pthread_mutex_lock(&b->lock);
+	failed = b->rc < 0;
+	pthread_mutex_unlock(&b->lock);
+	return failed;
+}
+
 int ost_batch_wait(struct ost_batch *b)
 {
 	int rc;

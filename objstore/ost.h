@@ -31,6 +31,7 @@
 #define CH5_OST_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -342,6 +343,11 @@ void ost_batch_submit(struct ost *st, struct ost_batch *b,
 /* From a completion: record `rc` if it is the first error (0 = none) and
  * free the request's slot. */
 void ost_batch_finish(struct ost_batch *b, int rc);
+
+/* True once a request of the batch has failed: a caller for which one
+ * failure fails the whole batch stops submitting (each further request
+ * would only wait out its own retries against a store that is down). */
+bool ost_batch_failed(struct ost_batch *b);
 
 /* Wait for every request, release the batch, return the first error. */
 int ost_batch_wait(struct ost_batch *b);

@@ -259,8 +259,10 @@ static int build_url(struct s3 *s, const struct s3_req *r, char *path,
 	return 0;
 }
 
-/* SHA-256 of a body read from memory or an fd (for signed payloads). */
-static int body_sha256(const struct s3_req *r, char *out)
+/* Digest `md` of a body read from memory or an fd, in hex: SHA-256 for
+ * signed payloads, MD5 to compare with a single PUT's ETag. */
+static int body_digest(const struct s3_req *r, const EVP_MD *md_type,
+		       char *out)
 {
 	EVP_MD_CTX *c = EVP_MD_CTX_new();
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -271,7 +273,7 @@ static int body_sha256(const struct s3_req *r, char *out)
 
 	if (!c)
 		return -ENOMEM;
-	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+	EVP_DigestInit_ex(c, md_type, NULL);
 	if (r->body) {
 		EVP_DigestUpdate(c, r->body, r->body_len);
 	} else if (r->body_len) {
@@ -354,7 +356,7 @@ static int s3_send(struct s3 *s, struct s3_req *r, struct s3_error *err)
 	} else if (!r->body_len && !r->body) {
 		snprintf(sha, sizeof(sha), "%s", EMPTY_SHA256);
 	} else if (s->signed_payloads || r->body) {
-		rc = body_sha256(r, sha);
+		rc = body_digest(r, EVP_sha256(), sha);
 		if (rc < 0)
 			return rc;
 	} else {
@@ -686,6 +688,29 @@ out_free:
 	return rc;
 }
 
+/* A conditional PUT was refused (412/409).  If it was sent more than once
+ * (our retries after no answer or a 5xx, or libcurl's own resend when a
+ * kept-alive connection turns out dead), an earlier copy may have landed
+ * and the condition refused the later one because of it.  True (and *info
+ * from a HEAD) if the object is this body (its ETag, a single PUT's MD5,
+ * matches): then it was this PUT that landed. */
+static bool put_landed(struct s3 *s, const struct s3_req *r,
+		       struct ost_info *info)
+{
+	char md5[2 * EVP_MAX_MD_SIZE + 1];
+	struct ost_info cur;
+
+	if (body_digest(r, EVP_md5(), md5) < 0 ||
+	    s3_head(s, r->key, &cur) < 0 || strcasecmp(cur.etag, md5))
+		return false;
+	ch5_info("objstore: s3 PUT %s: refused by its condition, but the "
+		 "object is this body: an earlier send of it had landed",
+		 r->key);
+	if (info)
+		*info = cur;
+	return true;
+}
+
 static int s3_put(void *priv, const char *key, const struct ost_body *body,
 		  const struct ost_put_cond *cond, struct ost_info *info)
 {
@@ -708,7 +733,14 @@ static int s3_put(void *priv, const char *key, const struct ost_body *body,
 		r.hdr[r.n_hdr++] = (struct sigv4_kv){ "if-match",
 						      cond->if_match };
 	r.x.text_max = 64 << 10;
-	rc = s3_errno(s, &r, s3_send(s, &r, &e), &e, cond);
+	rc = s3_send(s, &r, &e);
+	if (rc == 0 && conditional &&
+	    (r.x.status == 412 || r.x.status == 409) &&
+	    put_landed(s, &r, info)) {
+		free(r.x.text);
+		return 0;
+	}
+	rc = s3_errno(s, &r, rc, &e, cond);
 	if (rc == 0 && info) {
 		memset(info, 0, sizeof(*info));
 		info->size = body->len;

@@ -107,14 +107,19 @@ class Mount:
     committed to the store.
 
     stop() unmounts, waits for the daemon to exit, and fails if it did not
-    exit with status 0 or printed a sanitizer report."""
+    exit with status 0 or printed a sanitizer report.
 
-    def __init__(self, binary, store, mnt, workdir, opts=None):
+    wrap: argv put before the daemon's (a program that execs the rest,
+    e.g. ["nsenter", "--net=/run/netns/NS"] to run the daemon in another
+    network namespace while its mount stays in ours)."""
+
+    def __init__(self, binary, store, mnt, workdir, opts=None, wrap=None):
         self.binary = binary
         self.store = as_store(store)
         self.mnt = mnt
         self.workdir = workdir
         self.opts = opts
+        self.wrap = list(wrap or [])
         self.proc = None
         self.log = None
         self.n = 0
@@ -132,7 +137,8 @@ class Mount:
         opts = "spool_dir=" + spool
         if self.opts:
             opts += "," + self.opts
-        cmd = [self.binary, self.store.url, self.mnt, "-f", "-o", opts]
+        cmd = self.wrap + [self.binary, self.store.url, self.mnt, "-f",
+                           "-o", opts]
         with open(self.log, "wb") as logf:
             logf.write(("$ " + self.store.describe_env()
                         + " ".join(cmd) + "\n").encode())

@@ -21,6 +21,9 @@
 #
 # Environment knobs (all optional):
 #   CEPH_RGW_PORT        S3 port                         (7481)
+#   CEPH_RGW_EXTRA_ADDRS  more addresses radosgw listens on, on the same
+#                        port, space-separated (an address of a test
+#                        network namespace's veth; it must exist first)
 #   CEPH_MON_PORT_V2     mon msgr2 port                  (3301)
 #   CEPH_MON_PORT_V1     mon msgr1 port                  (6790)
 #   CEPH_RGW_ACCESS_KEY  S3 access key                   (testaccesskey)
@@ -76,7 +79,9 @@ trap on_exit EXIT
 
 t0=$(date +%s.%N)
 
-FRONTEND="beast endpoint=127.0.0.1:$PORT tcp_nodelay=1"
+FRONTEND="beast endpoint=127.0.0.1:$PORT"
+for a in ${CEPH_RGW_EXTRA_ADDRS:-}; do FRONTEND+=" endpoint=$a:$PORT"; done
+FRONTEND+=" tcp_nodelay=1"
 if [ -n "$SSL_PORT" ]; then
   [ -r "$SSL_CERT" ] && [ -r "$SSL_KEY" ] ||
     die "CEPH_RGW_SSL_PORT needs readable CEPH_RGW_SSL_CERT and CEPH_RGW_SSL_KEY files (got '$SSL_CERT', '$SSL_KEY')"
@@ -186,7 +191,6 @@ osd op num shards = 1
 osd op num threads per shard = 2
 
 [client.rgw.a]
-rgw frontends = $FRONTEND
 rgw data = $D/rgw
 rgw dns name = $DNS_NAME
 rgw thread pool size = 32

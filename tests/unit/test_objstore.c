@@ -1017,6 +1017,50 @@ static void test_fault_fail_nth(void **state)
 	ost_free(st);
 }
 
+static void batch_done(struct ost_req *req)
+{
+	ost_batch_finish(req->arg, req->rc);
+}
+
+/* ost_batch_failed() tells a submitter that the batch already failed (the
+ * commit's upload loop then stops sending). */
+static void test_batch_failed(void **state)
+{
+	struct ost *st;
+	struct ost_batch b;
+	struct ost_req r[2];
+	int i;
+
+	(void)state;
+	assert_int_equal(ost_open_url("mem://", "fail_nth=2,fail_errno=5,ops=put",
+				      2, &st),
+			 0);
+	memset(r, 0, sizeof(r));
+	ost_batch_init(&b, 4);
+	for (i = 0; i < 2; i++) {
+		r[i].op = OST_PUT;
+		r[i].key = i ? "b" : "a";
+		r[i].body.buf = "x";
+		r[i].body.len = 1;
+		r[i].done = batch_done;
+		r[i].arg = &b;
+		ost_batch_submit(st, &b, &r[i]);
+		/* The first PUT succeeds: not failed once it is done. */
+		if (i == 0) {
+			pthread_mutex_lock(&b.lock);
+			while (b.inflight)
+				pthread_cond_wait(&b.cond, &b.lock);
+			pthread_mutex_unlock(&b.lock);
+			assert_false(ost_batch_failed(&b));
+		}
+	}
+	for (i = 0; i < 10000 && !ost_batch_failed(&b); i++)
+		usleep(1000);
+	assert_true(ost_batch_failed(&b));
+	assert_int_equal(ost_batch_wait(&b), -EIO);
+	ost_free(st);
+}
+
 static void test_fault_short_read(void **state)
 {
 	struct tctx *t = *state;
@@ -1195,6 +1239,7 @@ int main(void)
 	    BOTH(test_atomic_put),
 	    cmocka_unit_test(test_fault_parse),
 	    cmocka_unit_test(test_fault_fail_nth),
+	    cmocka_unit_test(test_batch_failed),
 	    BOTH(test_fault_short_read),
 	    cmocka_unit_test(test_drain),
 	    cmocka_unit_test(test_open_url),
