@@ -191,6 +191,7 @@ osd op num shards = 1
 osd op num threads per shard = 2
 
 [client.rgw.a]
+rgw frontends = $FRONTEND
 rgw data = $D/rgw
 rgw dns name = $DNS_NAME
 rgw thread pool size = 32
