@@ -1306,8 +1306,9 @@ int fs_stats_format(struct fs_ctx *ctx, char *buf, size_t size)
 	for (i = 0; i < OST_NOPS; i++)
 		EMIT("requests.%s %" PRIu64 "\n", ops[i], os.requests[i]);
 	EMIT("requests.errors %" PRIu64 "\nrequests.in_flight %" PRIu64 "\n"
+	     "requests.retries %" PRIu64 "\n"
 	     "bytes.in %" PRIu64 "\nbytes.out %" PRIu64 "\n",
-	     os.errors, os.in_flight, os.bytes_in, os.bytes_out);
+	     os.errors, os.in_flight, os.retries, os.bytes_in, os.bytes_out);
 	EMIT("cache.hits %" PRIu64 "\ncache.misses %" PRIu64
 	     "\ncache.joins %" PRIu64 "\ncache.evictions %" PRIu64
 	     "\ncache.bytes %" PRIu64 "\ncache.blocks %" PRIu64

@@ -136,6 +136,14 @@ static int fault_copy(void *priv, const char *src, const char *dst)
 	return rc ? rc : f->inner->ops->copy(f->inner->priv, src, dst);
 }
 
+static uint64_t fault_retries(void *priv)
+{
+	struct fault *f = priv;
+
+	return f->inner->ops->retries ? f->inner->ops->retries(f->inner->priv)
+				      : 0;
+}
+
 static void fault_free(void *priv)
 {
 	struct fault *f = priv;
@@ -154,6 +162,7 @@ const struct ost_ops ost_fault_ops = {
     .list = fault_list,
     .del = fault_del,
     .copy = fault_copy,
+    .retries = fault_retries,
     .free = fault_free,
 };
 

@@ -562,6 +562,9 @@ void ost_stats_get(struct ost *st, struct ost_stats *out)
 	out->bytes_in = atomic_load(&st->bytes_in);
 	out->bytes_out = atomic_load(&st->bytes_out);
 	out->in_flight = atomic_load(&st->in_flight);
+	out->retries = st->be->ops->retries
+			       ? st->be->ops->retries(st->be->priv)
+			       : 0;
 }
 
 const char *ost_name(const struct ost *st)

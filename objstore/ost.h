@@ -135,6 +135,11 @@ struct ost_ops {
 	/* Server-side copy of `src` to `dst` (atomic for readers of dst). */
 	int (*copy)(void *priv, const char *src, const char *dst);
 
+	/* Optional: how many requests this instance has sent again after a
+	 * transient failure (connection error, 5xx, 429, SlowDown), since it
+	 * was created.  Thread-safe.  NULL: it never retries. */
+	uint64_t (*retries)(void *priv);
+
 	/* Free the instance. */
 	void (*free)(void *priv);
 };
@@ -369,6 +374,7 @@ struct ost_stats {
 	uint64_t bytes_in;	     /* GET bytes received */
 	uint64_t bytes_out;	     /* PUT bytes sent */
 	uint64_t in_flight;	     /* submitted, not yet completed */
+	uint64_t retries;	     /* requests the backend sent again */
 };
 
 void ost_stats_get(struct ost *st, struct ost_stats *out);

@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@ struct s3 {
 	char *access_key, *secret_key, *session_token;
 	bool virtual_host, signed_payloads;
 	unsigned retries;
+	atomic_uint_least64_t resent; /* requests sent again (stats) */
 	uint64_t multipart_threshold, part_size;
 	struct ost_http *http;
 };
@@ -417,6 +419,7 @@ static int s3_send(struct s3 *s, struct s3_req *r, struct s3_error *err)
 			  r->key ? r->key : "(bucket)",
 			  rc < 0 ? strerror(-rc)
 				 : err->code[0] ? err->code : "server error");
+		atomic_fetch_add(&s->resent, 1);
 		backoff(attempt + 1);
 	}
 	OPENSSL_cleanse(authz, sizeof(authz));
@@ -1112,6 +1115,13 @@ static void s3_free(void *priv)
 	free(s);
 }
 
+static uint64_t s3_retries(void *priv)
+{
+	struct s3 *s = priv;
+
+	return atomic_load(&s->resent);
+}
+
 static const struct ost_ops s3_ops = {
 	.name = "s3",
 	.get = s3_get,
@@ -1121,6 +1131,7 @@ static const struct ost_ops s3_ops = {
 	.del = s3_del,
 	.del_many = s3_del_many,
 	.copy = s3_copy,
+	.retries = s3_retries,
 	.free = s3_free,
 };
 
