@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +36,8 @@ struct raw_opts {
 	char *ca_bundle;
 	int signed_payloads, insecure, direct_io;
 	unsigned threads;
-	int foreground, debug, help, version;
+	int foreground, debug, help, version, verbose;
+	int has_fsname, has_subtype; /* given by the user: ours not added */
 	char *source, *mountpoint;
 };
 
@@ -62,6 +64,11 @@ static const struct fuse_opt opt_table[] = {
 	FUSE_OPT_KEY("spool_dir=", 2),
 	FUSE_OPT_KEY("fault=", 3),
 	OPT("-f", foreground),
+	OPT("-v", verbose),
+	/* mount(8)'s flags to its helpers: -s (sloppy) and -n (no mtab)
+	 * change nothing here. */
+	FUSE_OPT_KEY("-s", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("-n", FUSE_OPT_KEY_DISCARD),
 	OPT("-h", help),
 	OPT("--help", help),
 	OPT("-V", version),
@@ -104,6 +111,27 @@ static const char usage[] =
 	"  -o insecure          do not verify TLS certificates\n"
 	"  plus the FUSE options, e.g. allow_other, ro\n";
 
+/* Options of fstab(5) and mount(8) that are for mount(8), systemd or the
+ * reader of the fstab, not for the file system: accepted and dropped, as
+ * mount.fuse3 does.  Also dropped: any x-... (x-systemd.automount,
+ * x-gvfs-show), any _... (_netdev) and comment=. */
+static bool fstab_only(const char *opt)
+{
+	static const char *const names[] = {
+		"defaults", "auto", "noauto", "nofail", "user", "nouser",
+		"users", "owner", "group", "_netdev", NULL,
+	};
+	size_t i;
+
+	if (!strncmp(opt, "x-", 2) || opt[0] == '_' ||
+	    !strncmp(opt, "comment=", 8))
+		return true;
+	for (i = 0; names[i]; i++)
+		if (!strcmp(opt, names[i]))
+			return true;
+	return false;
+}
+
 static int opt_proc(void *data, const char *arg, int key,
 		    struct fuse_args *outargs)
 {
@@ -111,6 +139,14 @@ static int opt_proc(void *data, const char *arg, int key,
 
 	(void)outargs;
 	switch (key) {
+	case FUSE_OPT_KEY_OPT:
+		if (fstab_only(arg))
+			return 0;
+		if (!strncmp(arg, "fsname=", 7))
+			raw->has_fsname = 1;
+		if (!strncmp(arg, "subtype=", 8))
+			raw->has_subtype = 1;
+		return 1;
 	case 1: /* -d / debug: ours and libfuse's */
 		raw->debug = 1;
 		return 1;
@@ -338,6 +374,64 @@ static void recover_kept_stages(struct fs_ctx *ctx)
 			ctx->cfg.spool_dir);
 }
 
+/* Name the mount as other network file systems do: /proc/mounts, df and
+ * findmnt show "SOURCE on DIR type fuse.cloudh5".  Commas in the source
+ * are escaped for libfuse's option parser.  A user's own fsname= or
+ * subtype= wins.  Returns 0 or -ENOMEM. */
+static int add_mount_names(struct fuse_args *args, const struct raw_opts *raw)
+{
+	char *opt, *d;
+	const char *p;
+	int rc = 0;
+
+	if (!raw->has_subtype && fuse_opt_add_arg(args, "-osubtype=cloudh5"))
+		return -ENOMEM;
+	if (raw->has_fsname)
+		return 0;
+	opt = malloc(2 * strlen(raw->source) + sizeof("-ofsname="));
+	if (!opt)
+		return -ENOMEM;
+	memcpy(opt, "-ofsname=", 9);
+	d = opt + 9;
+	for (p = raw->source; *p; p++) {
+		if (*p == ',' || *p == '\\')
+			*d++ = '\\';
+		*d++ = *p;
+	}
+	*d = '\0';
+	if (fuse_opt_add_arg(args, opt))
+		rc = -ENOMEM;
+	free(opt);
+	return rc;
+}
+
+/* At shutdown (umount, SIGTERM), after the last request: a file written
+ * and never closed, or whose commit failed, still has its stage in the
+ * spool; name each, one line.  Nothing is removed: the next mount on this
+ * spool_dir commits what it can.  Single-threaded. */
+static void report_kept_stages(struct fs_ctx *ctx)
+{
+	unsigned n = 0;
+	size_t i;
+
+	for (i = 0; ctx->by_ino && i < ctx->n_buckets; i++) {
+		struct fs_inode *in;
+
+		for (in = ctx->by_ino[i]; in; in = in->hnext_ino) {
+			if (!in->stage ||
+			    (!in->stage->dirty && !in->stage->failed))
+				continue;
+			ch5_warn("stopping with %s not committed: kept in %s",
+				 in->key, in->stage->path);
+			n++;
+		}
+	}
+	if (n)
+		ch5_warn("%u uncommitted file(s) kept; the next mount with "
+			 "spool_dir=%s commits them if it can",
+			 n, ctx->cfg.spool_dir);
+}
+
 /*
  * Daemon mode.  The fork comes first, before the store is opened: no
  * thread (request pool, HTTP loop, and under a sanitizer its allocator's
@@ -454,8 +548,22 @@ int main(int argc, char *argv[])
 		ch5_log_set_level(LOG_DEBUG);
 		raw.foreground = 1;
 	}
+	if (raw.verbose && ch5_log_level() < LOG_INFO)
+		ch5_log_set_level(LOG_INFO);
 	if (make_spool(ctx.cfg.spool_dir) < 0)
 		goto out;
+	/* The session first: libfuse checks the options it is left with, so
+	 * an unknown one fails here, before any request to the store. */
+	if (add_mount_names(&args, &raw) < 0)
+		goto out;
+	ctx.se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &ctx);
+	if (!ctx.se) {
+		/* libfuse printed which (e.g. "unknown option(s): `-o foo'") */
+		fprintf(stderr, "mount.cloudh5: bad mount options; "
+				"mount.cloudh5 --help or mount.cloudh5(8) "
+				"lists them\n");
+		goto out;
+	}
 	abs_mnt = realpath(raw.mountpoint, NULL);
 	if (!abs_mnt) {
 		fprintf(stderr, "mount.cloudh5: bad mount point %s: %s\n",
@@ -500,9 +608,6 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	recover_kept_stages(&ctx);
-	ctx.se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &ctx);
-	if (!ctx.se)
-		goto out; /* libfuse printed why (e.g. an unknown option) */
 	if (fuse_set_signal_handlers(ctx.se) < 0)
 		goto out;
 	if (fuse_session_mount(ctx.se, abs_mnt) < 0)
@@ -523,6 +628,7 @@ int main(int argc, char *argv[])
 	rc = fuse_session_loop_mt(ctx.se, lcfg) ? 1 : 0;
 	fuse_loop_cfg_destroy(lcfg);
 	fs_pagefill_shutdown(&ctx);
+	report_kept_stages(&ctx);
 out_unmount:
 	fuse_session_unmount(ctx.se);
 out_handlers:

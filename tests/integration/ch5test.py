@@ -993,6 +993,10 @@ def is_hdf5(path):
 
 # ---------------------------------------------------------------- runner
 
+# The script's --NAME VALUE arguments (Runner fills it).
+ARGS = {}
+
+
 class Runner:
     """Runs named test callables, prints PASS/FAIL per test with the reason
     and the tail of the daemon logs of a failed test, then a summary."""
@@ -1025,6 +1029,7 @@ class Runner:
                 i += 2
             else:
                 raise SystemExit("unknown argument %r" % a)
+        ARGS.update(self.args)
         signal.signal(signal.SIGTERM, self._sigterm)
         if S3:
             try:
