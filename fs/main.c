@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -405,33 +406,6 @@ static int add_mount_names(struct fuse_args *args, const struct raw_opts *raw)
 	return rc;
 }
 
-/* At shutdown (umount, SIGTERM), after the last request: a file written
- * and never closed, or whose commit failed, still has its stage in the
- * spool; name each, one line.  Nothing is removed: the next mount on this
- * spool_dir commits what it can.  Single-threaded. */
-static void report_kept_stages(struct fs_ctx *ctx)
-{
-	unsigned n = 0;
-	size_t i;
-
-	for (i = 0; ctx->by_ino && i < ctx->n_buckets; i++) {
-		struct fs_inode *in;
-
-		for (in = ctx->by_ino[i]; in; in = in->hnext_ino) {
-			if (!in->stage ||
-			    (!in->stage->dirty && !in->stage->failed))
-				continue;
-			ch5_warn("stopping with %s not committed: kept in %s",
-				 in->key, in->stage->path);
-			n++;
-		}
-	}
-	if (n)
-		ch5_warn("%u uncommitted file(s) kept; the next mount with "
-			 "spool_dir=%s commits them if it can",
-			 n, ctx->cfg.spool_dir);
-}
-
 /*
  * Daemon mode.  The fork comes first, before the store is opened: no
  * thread (request pool, HTTP loop, and under a sanitizer its allocator's
@@ -625,10 +599,12 @@ int main(int argc, char *argv[])
 		goto out_unmount;
 	fuse_loop_cfg_set_max_threads(lcfg, 32);
 	fuse_loop_cfg_set_idle_threads(lcfg, 8);
-	rc = fuse_session_loop_mt(ctx.se, lcfg) ? 1 : 0;
+	/* A stop by SIGTERM, SIGINT or SIGHUP is a clean exit: the loop
+	 * returns the signal's number. */
+	rc = fuse_session_loop_mt(ctx.se, lcfg);
+	rc = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : 1;
 	fuse_loop_cfg_destroy(lcfg);
 	fs_pagefill_shutdown(&ctx);
-	report_kept_stages(&ctx);
 out_unmount:
 	fuse_session_unmount(ctx.se);
 out_handlers:

@@ -379,6 +379,64 @@ def sigterm_during_commit(binary):
                     % out.decode(errors="replace").strip()))
 
 
+
+@test
+def sigterm_with_a_file_open(binary):
+    """SIGTERM while a writer still holds a file open: the daemon exits,
+    names the file it could not commit, and keeps its stage; the next
+    mount on that spool names it again (never deletes it)."""
+    with T.Workspace(binary, name="sigterm-open") as ws:
+        ws.start()
+        spool = os.path.join(ws.root, "spool%d" % ws.mount.n)
+        w = subprocess.Popen(
+            [sys.executable, "-c",
+             "import os, sys, time\n"
+             "fd = os.open(%r, os.O_WRONLY | os.O_CREAT, 0o644)\n"
+             "os.write(fd, b'x' * (1 << 20))\n"
+             "print('written', flush=True)\n"
+             "time.sleep(60)\n" % ws.m("open.bin")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        T.check(w.stdout.readline().strip() == b"written",
+                "the writer did not write")
+        ws.mount.proc.send_signal(signal.SIGTERM)
+        try:
+            ws.mount.proc.wait(timeout=60)
+        finally:
+            w.kill()
+            w.wait()
+        ws.stop()
+        with open(ws.mount.log, errors="replace") as f:
+            log = f.read()
+        T.check("open.bin: uncommitted data kept in" in log,
+                "the daemon did not name the kept file: %s" % log[-800:])
+        kept = [n for n in os.listdir(spool) if not n.endswith(".key")]
+        T.check(kept, "nothing kept in the spool %s" % spool)
+        # The next mount on that spool: names the stage and keeps it.
+        url = getattr(ws.store, "url", None) or "file://" + ws.store.root
+        log2 = os.path.join(ws.root, "next.log")
+        with open(log2, "wb") as lf:
+            d = subprocess.Popen([binary, url, ws.mntdir, "-f", "-o",
+                                  "spool_dir=" + spool], stdout=lf,
+                                 stderr=lf, env=ws.store.env())
+        try:
+            deadline = time.monotonic() + 30
+            while not T._is_mounted(ws.mntdir) and d.poll() is None and \
+                    time.monotonic() < deadline:
+                time.sleep(0.05)
+            T.check(T._is_mounted(ws.mntdir), "the next mount failed")
+        finally:
+            run(["fusermount3", "-u", ws.mntdir])
+            d.wait(timeout=60)
+        with open(log2, errors="replace") as f:
+            log = f.read()
+        T.check("uncommitted data for open.bin" in log,
+                "the next mount did not name the kept stage: %s" % log)
+        T.check(sorted(kept) == sorted(
+            n for n in os.listdir(spool) if not n.endswith(".key")),
+            "the next mount changed the spool")
+        return "named in the log; %d file(s) kept in the spool" % len(kept)
+
+
 if __name__ == "__main__":
     try:
         T.run_tests("test_mount_helper", TESTS)
