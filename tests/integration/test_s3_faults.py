@@ -947,7 +947,8 @@ def router_iptables(*args):
 def commit_point_answer_lost(binary):
     """The manifest PUT (the commit point) lands on the server but its
     answer never reaches the daemon: the router marks the connection
-    that carries it and drops what the server sends back on it; once the
+    that carries it and drops the data the server sends back on it (its
+    ACKs pass, so the request body arrives whole); once the
     new manifest is in the store, the connection is cut at the client.
     The conditional PUT goes out again (the daemon's retry, or libcurl's
     own resend on a fresh connection), and the server refuses it (412:
@@ -967,8 +968,14 @@ def commit_point_answer_lost(binary):
         mark = ["FORWARD", "-i", WAN_ROUTER_NS + "-b", "-p", "tcp", "-m",
                 "string", "--algo", "bm", "--string", line, "-j",
                 "CONNMARK", "--set-mark", "0x7"]
+        # Only the server's packets that carry data (its answer) are
+        # dropped: its bare ACKs (at most 80 bytes: IP, TCP and options)
+        # pass, so the request body still flows.  Dropping those too made
+        # the PUT stall, and never land, whenever the body outgrew the
+        # connection's send window (now and then: a fresh connection).
         drop = ["FORWARD", "-i", WAN_ROUTER_NS + "-a", "-m", "connmark",
-                "--mark", "0x7", "-j", "DROP"]
+                "--mark", "0x7", "-m", "length", "--length", "81:65535",
+                "-j", "DROP"]
         router_iptables("-A", *mark)
         router_iptables("-A", *drop)
         res = {}
