@@ -61,8 +61,14 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 	struct ost_http_xfer *x = j->x;
 	size_t len = size * n, off = 0;
 
+	long status = 0;
+
 	x->received += len;
-	if (x->buf) {
+	/* An error answer's body (an S3 or Azure error document) goes to the
+	 * text sink even when the caller gave a data buffer: it is parsed
+	 * for the error code and message, never taken for data. */
+	curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (x->buf && status < 300) {
 		/* Drop what precedes the wanted range, keep at most buf_cap
 		 * bytes; the rest is read and dropped. */
 		if (x->skip) {

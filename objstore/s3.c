@@ -457,6 +457,13 @@ static int s3_errno(struct s3 *s, const struct s3_req *r, int rc,
 	ch5_err("objstore: s3 %s %s: HTTP %ld %s%s%s", r->method,
 		r->key ? r->key : "(bucket)", st, e->code,
 		e->message[0] ? ": " : "", e->message);
+	/* Credentials the store does not take, whatever the status. */
+	if (!strcmp(e->code, "InvalidAccessKeyId") ||
+	    !strcmp(e->code, "SignatureDoesNotMatch") ||
+	    !strcmp(e->code, "InvalidToken") ||
+	    !strcmp(e->code, "ExpiredToken") ||
+	    !strcmp(e->code, "AccessDenied"))
+		return -EACCES;
 	switch (st) {
 	case 400:
 		return -EINVAL;
