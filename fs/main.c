@@ -34,7 +34,9 @@ struct raw_opts {
 	char *uid, *gid, *umask, *attr_timeout, *spool_dir, *fault;
 	/* S3 */
 	char *endpoint, *region, *addressing, *passwd_file, *profile;
-	char *ca_bundle;
+	char *ca_bundle, *multipart_threshold, *part_size;
+	unsigned retries;
+	uint64_t mp_threshold, mp_part; /* converted from the two above */
 	int signed_payloads, insecure, direct_io;
 	unsigned threads;
 	int foreground, debug, help, version, verbose;
@@ -61,6 +63,9 @@ static const struct fuse_opt opt_table[] = {
 	OPT("signed_payloads", signed_payloads),
 	OPT("insecure", insecure),
 	OPT("ca_bundle=%s", ca_bundle),
+	OPT("multipart_threshold=%s", multipart_threshold),
+	OPT("part_size=%s", part_size),
+	OPT("retries=%u", retries),
 	OPT("direct_io", direct_io),
 	FUSE_OPT_KEY("spool_dir=", 2),
 	FUSE_OPT_KEY("fault=", 3),
@@ -110,6 +115,11 @@ static const char usage[] =
 	"  -o ca_bundle=FILE    PEM CA certificates to trust for https\n"
 	"                       (instead of the system's; AWS_CA_BUNDLE)\n"
 	"  -o insecure          do not verify TLS certificates\n"
+	"  -o multipart_threshold=N  larger objects go up as multipart\n"
+	"                       uploads (64M)\n"
+	"  -o part_size=N       multipart part size, at least 5M (16M)\n"
+	"  -o retries=N         resends of a request after a transient\n"
+	"                       failure, 1..30 (4)\n"
 	"  plus the FUSE options, e.g. allow_other, ro\n";
 
 /* Options of fstab(5) and mount(8) that are for mount(8), systemd or the
@@ -257,8 +267,22 @@ static int convert_opts(struct raw_opts *raw, struct fs_config *cfg)
 			rc = -EINVAL;
 		}
 	}
+	rc |= parse_size("multipart_threshold", raw->multipart_threshold,
+			 &raw->mp_threshold);
+	rc |= parse_size("part_size", raw->part_size, &raw->mp_part);
 	if (rc)
 		return -EINVAL;
+	if ((raw->part_size && raw->mp_part < (5u << 20)) ||
+	    (raw->multipart_threshold && raw->mp_threshold < (5u << 20))) {
+		fprintf(stderr, "mount.cloudh5: part_size and "
+				"multipart_threshold must be at least 5M "
+				"(S3's smallest part)\n");
+		return -EINVAL;
+	}
+	if (raw->retries > 30) {
+		fprintf(stderr, "mount.cloudh5: retries must be 1..30\n");
+		return -EINVAL;
+	}
 	if (cfg->cache_block < 4096 || cfg->cache_block > (256u << 20) ||
 	    cfg->block_size < 4096) {
 		fprintf(stderr, "mount.cloudh5: cache_block must be 4K..256M "
@@ -322,6 +346,9 @@ static int probe_store(struct fs_ctx *ctx)
 				"credentials (wrong key or secret, or no "
 				"permission on the bucket)"
 		: rc == -ENOENT ? "no such bucket or directory"
+		: rc == -EINVAL ? "the store refused the request as invalid "
+				  "(its error is above; RGW says so of a "
+				  "bad session token)"
 		: rc == -ETIMEDOUT ? "the store did not answer in time"
 		: rc == -EIO ? "the store cannot be reached or failed (see "
 			       "the message above)"
@@ -562,6 +589,9 @@ int main(int argc, char *argv[])
 			.signed_payloads = raw.signed_payloads ? 1 : -1,
 			.insecure = raw.insecure,
 			.ca_bundle = raw.ca_bundle,
+			.multipart_threshold = raw.mp_threshold,
+			.part_size = raw.mp_part,
+			.retries = raw.retries,
 		};
 
 		if (ost_open_source(ctx.cfg.source, &s3, ctx.cfg.fault,
@@ -637,6 +667,8 @@ out:
 	free(raw.passwd_file);
 	free(raw.profile);
 	free(raw.ca_bundle);
+	free(raw.multipart_threshold);
+	free(raw.part_size);
 	free(raw.source);
 	free(raw.mountpoint);
 	free(abs_mnt);

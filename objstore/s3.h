@@ -63,6 +63,9 @@ struct ost_s3_opts {
 	int signed_payloads;	 /* -1, 0 or 1 */
 	bool insecure;
 	const char *ca_bundle;	 /* PEM CA certificates (AWS_CA_BUNDLE) */
+	uint64_t multipart_threshold; /* bytes; 0 = the default */
+	uint64_t part_size;	      /* bytes; 0 = the default, else >= 5 MiB */
+	unsigned retries;	      /* attempts after the first; 0 = default */
 };
 
 /* Settings resolved for one mount; cfg's strings point into the arrays

@@ -439,6 +439,9 @@ int ost_s3_resolve(const char *source, const struct ost_s3_opts *o,
 	r->cfg.session_token = r->token[0] ? r->token : NULL;
 	r->cfg.signed_payloads = sp;
 	r->cfg.insecure = o->insecure;
+	r->cfg.multipart_threshold = o->multipart_threshold;
+	r->cfg.part_size = o->part_size;
+	r->cfg.retries = o->retries;
 	r->cfg.ca_bundle = r->ca_bundle[0] ? r->ca_bundle : NULL;
 	memset(&p, 0, sizeof(p)); /* secrets */
 	return 0;
