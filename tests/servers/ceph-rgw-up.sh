@@ -35,6 +35,8 @@
 #   CEPH_RGW_REPLACE=1   first stop the daemons a previous run left running
 #                        in STATE_DIR (only those, by the PIDs it recorded)
 #   CEPH_RGW_TIMEOUT     seconds to wait for readiness   (180)
+#   CEPH_RGW_STS_KEY     16 characters: turn on STS (AssumeRole) with this
+#                        key; the user gets the caps to create roles
 #   CEPH_RGW_DNS_NAME    rgw_dns_name: a request to BUCKET.<this name> is
 #                        virtual-hosted (curl resolves *.localhost to
 #                        127.0.0.1 by itself)              (localhost)
@@ -59,6 +61,13 @@ MEMBYTES=${CEPH_RGW_MEMSTORE_BYTES:-4294967296}
 TIMEOUT=${CEPH_RGW_TIMEOUT:-180}
 DNS_NAME=${CEPH_RGW_DNS_NAME:-localhost}
 SSL_PORT=${CEPH_RGW_SSL_PORT:-}
+STS_KEY=${CEPH_RGW_STS_KEY:-}
+STS_CONF=""
+if [ -n "$STS_KEY" ]; then
+  [ ${#STS_KEY} = 16 ] || { echo "CEPH_RGW_STS_KEY must be 16 characters" >&2; exit 1; }
+  STS_CONF="rgw s3 auth use sts = true
+rgw sts key = $STS_KEY"
+fi
 SSL_CERT=${CEPH_RGW_SSL_CERT:-}
 SSL_KEY=${CEPH_RGW_SSL_KEY:-}
 
@@ -201,6 +210,7 @@ rgw gc processor period = 3600
 rgw enable lc threads = false
 rgw dynamic resharding = false
 rgw init timeout = $TIMEOUT
+$STS_CONF
 EOF
 
 log "creating keys + monmap"
@@ -260,6 +270,11 @@ log "creating S3 user + bucket '$BUCKET'"
 radosgw-admin "${C[@]}" user create --uid=tester --display-name="Test User" \
   --access-key="$AK" --secret-key="$SK" >"$D/log/user-create.json" 2>"$D/log/user-create.err" ||
   { cat "$D/log/user-create.err" >&2; die "radosgw-admin user create failed"; }
+if [ -n "$STS_KEY" ]; then
+  radosgw-admin "${C[@]}" caps add --uid=tester --caps="roles=*" \
+    >"$D/log/caps-add.json" 2>"$D/log/caps-add.err" ||
+    { cat "$D/log/caps-add.err" >&2; die "radosgw-admin caps add failed"; }
+fi
 
 SIG=(--aws-sigv4 "aws:amz:us-east-1:s3" --user "$AK:$SK")
 code=""
