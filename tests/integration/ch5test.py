@@ -533,6 +533,51 @@ def _local_path(key):
 _S3_CLIENT = {}
 
 
+SERVERS = os.path.normpath(os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "servers"))
+
+
+def rgw_up(state, port, mon2, mon1, **env):
+    """Start a Ceph RGW of a test's own (tests/servers/ceph-rgw-up.sh) in
+    the state directory `state`: S3 on 127.0.0.1:port, ceph-mon on mon2
+    (msgr2) and mon1 (msgr1); `env` adds CEPH_RGW_* settings.  What a run
+    left in `state` is stopped first.  Then CH5_S3_ENV names its env file.
+    Returns the script's last line; raises Fail with its output."""
+    e = dict(os.environ, CEPH_RGW_NO_INSTALL="1", CEPH_RGW_REPLACE="1",
+             CEPH_RGW_PORT=str(port), CEPH_MON_PORT_V2=str(mon2),
+             CEPH_MON_PORT_V1=str(mon1))
+    e.update({k: str(v) for k, v in env.items()})
+    r = subprocess.run([os.path.join(SERVERS, "ceph-rgw-up.sh"), state],
+                       env=e, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=240)
+    out = r.stdout.decode(errors="replace")
+    check(r.returncode == 0, "ceph-rgw-up.sh failed (%d):\n%s"
+          % (r.returncode, out[-3000:]))
+    os.environ["CH5_S3_ENV"] = os.path.join(state, "env")
+    return out.strip().splitlines()[-1]
+
+
+def run_with_server(R, srv, tests):
+    """The main() of a script with a server of its own: srv.up() as the
+    step rgw_up, then each of `tests` (functions taking the daemon
+    binary), srv.down() at the end, also on failure; exits."""
+    try:
+        if R.step("rgw_up", srv.up) is None:
+            R.finish()
+        for fn in tests:
+            R.run(fn.__name__, fn, R.binary)
+    finally:
+        cleanup_all()
+        srv.down()
+    R.finish()
+
+
+def rgw_down(state):
+    """Stop the RGW rgw_up() started in `state` (its logs are kept)."""
+    subprocess.run([os.path.join(SERVERS, "ceph-rgw-down.sh"), state,
+                    "--keep"], timeout=120)
+
+
 def _s3_conf():
     """The settings of the S3 server from CH5_S3_ENV (KEY=VALUE lines)."""
     path = os.environ.get("CH5_S3_ENV")

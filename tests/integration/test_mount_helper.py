@@ -76,6 +76,13 @@ def source_and_opts(ws, secret=None):
     return store.url, opts
 
 
+def mount_t(src, mnt, opts):
+    """mount -t cloudh5 SRC MNT -o OPTS (a list), as an administrator
+    types it, with no AWS_* in the environment."""
+    return run(["mount", "-t", "cloudh5", src, mnt, "-o", ",".join(opts)],
+               env=clean_env())
+
+
 def daemon_pids(mnt):
     out = run(["pgrep", "-f", "mount.cloudh5 .*%s( |$)" % mnt]).stdout
     return [int(p) for p in out.split()]
@@ -211,8 +218,7 @@ def mount_t_cloudh5(binary):
     with T.Workspace(binary, name="mount-t") as ws:
         os.makedirs(ws.mntdir)
         src, opts = source_and_opts(ws)
-        r = run(["mount", "-t", "cloudh5", src, ws.mntdir, "-o",
-                 ",".join(opts)], env=clean_env())
+        r = mount_t(src, ws.mntdir, opts)
         T.check(r.returncode == 0, "mount -t cloudh5: %s" % text(r))
         got = mounted_as(ws.mntdir)
         T.check(got == (src, "fuse.cloudh5"),
@@ -272,14 +278,12 @@ def bad_option_fails(binary):
     with T.Workspace(binary, name="badopt") as ws:
         os.makedirs(ws.mntdir)
         src, opts = source_and_opts(ws)
-        r = run(["mount", "-t", "cloudh5", src, ws.mntdir, "-o",
-                 ",".join(opts + ["cache_sise=64M"])], env=clean_env())
+        r = mount_t(src, ws.mntdir, opts + ["cache_sise=64M"])
         T.check(r.returncode != 0, "a bad option mounted")
         T.check(b"cache_sise" in r.stdout, "the message does not name the "
                 "option: %s" % text(r))
         T.check(mounted_as(ws.mntdir) is None, "something got mounted")
-        r = run(["mount", "-t", "cloudh5", src, ws.mntdir, "-o",
-                 ",".join(opts + ["cache_size=lots"])], env=clean_env())
+        r = mount_t(src, ws.mntdir, opts + ["cache_size=lots"])
         T.check(r.returncode != 0 and b"cache_size" in r.stdout,
                 "a bad value: exit %d, %s" % (r.returncode, text(r)))
         return text(r).splitlines()[0]
@@ -295,15 +299,13 @@ def bad_credentials_fail(binary):
         if getattr(ws.store, "kind", "local") != "s3":
             src = "file://" + os.path.join(ws.root, "no-such-dir")
             opts = ["spool_dir=" + os.path.join(ws.root, "spool")]
-            r = run(["mount", "-t", "cloudh5", src, ws.mntdir, "-o",
-                     ",".join(opts)], env=clean_env())
+            r = mount_t(src, ws.mntdir, opts)
             T.check(r.returncode != 0 and b"no-such-dir" in r.stdout,
                     "a missing store: exit %d, %s" % (r.returncode, text(r)))
             T.check(mounted_as(ws.mntdir) is None, "something got mounted")
             return text(r).splitlines()[0]
         src, opts = source_and_opts(ws, secret="not-the-secret")
-        r = run(["mount", "-t", "cloudh5", src, ws.mntdir, "-o",
-                 ",".join(opts)], env=clean_env())
+        r = mount_t(src, ws.mntdir, opts)
         T.check(r.returncode != 0, "a wrong secret mounted")
         T.check(b"access denied" in r.stdout, "no clear message: %s"
                 % text(r))
@@ -312,8 +314,7 @@ def bad_credentials_fail(binary):
         first = text(r).splitlines()[-1]
         src, opts = source_and_opts(ws)
         os.chmod(os.path.join(ws.root, "passwd"), 0o644)
-        r = run(["mount", "-t", "cloudh5", src, ws.mntdir, "-o",
-                 ",".join(opts)], env=clean_env())
+        r = mount_t(src, ws.mntdir, opts)
         T.check(r.returncode != 0 and b"passwd" in r.stdout,
                 "a world-readable passwd_file: exit %d, %s"
                 % (r.returncode, text(r)))
@@ -336,9 +337,7 @@ def sigterm_during_commit(binary):
         with h5py.File(local, "w") as f:
             f.create_dataset("d", data=np.random.default_rng(5).random(
                 (1024, 8192)), chunks=(64, 512))
-        mopts = ",".join(opts)
-        r = run(["mount", "-t", "cloudh5", src, ws.mntdir, "-o", mopts],
-                env=clean_env())
+        r = mount_t(src, ws.mntdir, opts)
         T.check(r.returncode == 0, "mount: %s" % text(r))
         pids = daemon_pids(ws.mntdir)
         T.check(len(pids) == 1, "expected one daemon, found %s" % pids)
@@ -365,8 +364,7 @@ def sigterm_during_commit(binary):
             run(["umount", ws.mntdir])
         T.check(mounted_as(ws.mntdir) is None, "still mounted")
         # The next mount on the same spool: commits a kept stage if any.
-        r = run(["mount", "-t", "cloudh5", src, ws.mntdir, "-o", mopts],
-                env=clean_env())
+        r = mount_t(src, ws.mntdir, opts)
         T.check(r.returncode == 0, "remount: %s" % text(r))
         try:
             T.assert_same_bytes(local, os.path.join(ws.mntdir, "big.h5"))

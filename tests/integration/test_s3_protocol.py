@@ -21,7 +21,6 @@ usage: test_s3_protocol.py --mount-bin BUILD/fs/mount.cloudh5
         [--state-dir DIR] [--ports S3,MON2,MON1] [-k NAME]...
 """
 
-import errno
 import os
 import re
 import subprocess
@@ -35,8 +34,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ch5test as T  # noqa: E402
 from faultproxy import FaultProxy  # noqa: E402
 
-SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                       "..", "servers")
 TESTS = []
 SRV = None
 STS_KEY = "cloudh5stskey123"  # rgw sts key: 16 characters
@@ -57,31 +54,20 @@ class Server:
         self.proxy = None
 
     def up(self):
-        env = dict(os.environ, CEPH_RGW_NO_INSTALL="1", CEPH_RGW_REPLACE="1",
-                   CEPH_RGW_PORT=str(self.port),
-                   CEPH_MON_PORT_V2=str(self.mon2),
-                   CEPH_MON_PORT_V1=str(self.mon1),
-                   CEPH_RGW_STS_KEY=STS_KEY,
-                   CEPH_RGW_MEMSTORE_BYTES=str(768 << 20))
         self.started = True
-        r = subprocess.run([os.path.join(SERVERS, "ceph-rgw-up.sh"),
-                            self.state], env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=240)
-        out = r.stdout.decode(errors="replace")
-        T.check(r.returncode == 0, "ceph-rgw-up.sh failed (%d):\n%s"
-                % (r.returncode, out[-3000:]))
-        os.environ["CH5_S3_ENV"] = os.path.join(self.state, "env")
+        out = T.rgw_up(self.state, self.port, self.mon2, self.mon1,
+                       CEPH_RGW_STS_KEY=STS_KEY,
+                       CEPH_RGW_MEMSTORE_BYTES=768 << 20)
         self.conf = T._s3_conf()
         self.secret = self.conf["AWS_SECRET_ACCESS_KEY"]
         self.proxy = FaultProxy("127.0.0.1", self.port).start()
-        return out.strip().splitlines()[-1]
+        return out
 
     def down(self):
         if self.proxy:
             self.proxy.stop()
         if self.started:
-            subprocess.run([os.path.join(SERVERS, "ceph-rgw-down.sh"),
-                            self.state, "--keep"], timeout=120)
+            T.rgw_down(self.state)
             self.started = False
 
 
@@ -354,6 +340,7 @@ def sts_credentials():
     import json
     uid = json.loads(user.stdout)["user_id"]
     name = "ch5-role-%d" % os.getpid()
+
     def compact(o):  # RGW's form decoding does not take '+' for a space
         return json.dumps(o, separators=(",", ":"))
     trust = compact({"Version": "2012-10-17", "Statement": [{
@@ -381,12 +368,12 @@ def session_token(binary):
             "STS gave no temporary credentials")
     results = []
     with T.Workspace(binary, name="sts") as ws:
-        # From the environment.
-        ws.store.env_override = dict(AWS_ACCESS_KEY_ID=ak,
-                                     AWS_SECRET_ACCESS_KEY=sk,
-                                     AWS_SESSION_TOKEN=tok)
+        # From the environment (the daemon's environment is what
+        # ws.store.env() returns: replaced for each case).
         orig_env = ws.store.env
-        ws.store.env = lambda: dict(orig_env(), **ws.store.env_override)
+        ws.store.env = lambda: dict(orig_env(), AWS_ACCESS_KEY_ID=ak,
+                                    AWS_SECRET_ACCESS_KEY=sk,
+                                    AWS_SESSION_TOKEN=tok)
         ws.start()
         data = write_h5(ws.m("s.h5"), (256, 256), (64, 64), seed=9)
         ws.stop()
@@ -398,6 +385,7 @@ def session_token(binary):
             f.write("[default]\naws_access_key_id = %s\n"
                     "aws_secret_access_key = %s\naws_session_token = %s\n"
                     % (ak, sk, tok))
+
         def env_file():
             e = {k: v for k, v in orig_env().items()
                  if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
@@ -442,15 +430,7 @@ def main():
                                         "7488,3308,6797").split(",")]
     SRV = Server(state, ports)
     T.S3 = True  # every workspace is a prefix of this RGW's bucket
-    try:
-        if R.step("rgw_up", SRV.up) is None:
-            R.finish()
-        for fn in TESTS:
-            R.run(fn.__name__, fn, R.binary)
-    finally:
-        T.cleanup_all()
-        SRV.down()
-    R.finish()
+    T.run_with_server(R, SRV, TESTS)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ import ch5test as T  # noqa: E402
 import h5py  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SERVERS = os.path.join(HERE, "..", "servers")
 DNS_NAME = "s3.localhost"
 TESTS = []
 
@@ -97,32 +96,22 @@ class Server:
 
     def up(self):
         self.make_pki()
-        env = dict(os.environ, CEPH_RGW_NO_INSTALL="1", CEPH_RGW_REPLACE="1",
-                   CEPH_RGW_PORT=str(self.http),
-                   CEPH_MON_PORT_V2=str(self.mon2),
-                   CEPH_MON_PORT_V1=str(self.mon1),
-                   CEPH_RGW_DNS_NAME=DNS_NAME,
-                   CEPH_RGW_SSL_PORT=str(self.https),
-                   CEPH_RGW_SSL_CERT=self.cert, CEPH_RGW_SSL_KEY=self.key,
-                   CEPH_RGW_MEMSTORE_BYTES=str(512 << 20))
         self.started = True
-        r = subprocess.run([os.path.join(SERVERS, "ceph-rgw-up.sh"),
-                            self.state], env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=240)
-        out = r.stdout.decode(errors="replace")
-        T.check(r.returncode == 0, "ceph-rgw-up.sh failed (%d):\n%s"
-                % (r.returncode, out[-3000:]))
-        os.environ["CH5_S3_ENV"] = os.path.join(self.state, "env")
+        out = T.rgw_up(self.state, self.http, self.mon2, self.mon1,
+                       CEPH_RGW_DNS_NAME=DNS_NAME,
+                       CEPH_RGW_SSL_PORT=self.https,
+                       CEPH_RGW_SSL_CERT=self.cert,
+                       CEPH_RGW_SSL_KEY=self.key,
+                       CEPH_RGW_MEMSTORE_BYTES=512 << 20)
         self.conf = T._s3_conf()
         self.bucket = self.conf["S3_BUCKET"]
         self.secret = self.conf["AWS_SECRET_ACCESS_KEY"]
         self.log = os.path.join(self.state, "log", "ceph-client.rgw.a.log")
-        return out.strip().splitlines()[-1]
+        return out
 
     def down(self):
         if self.started:
-            subprocess.run([os.path.join(SERVERS, "ceph-rgw-down.sh"),
-                            self.state, "--keep"], timeout=120)
+            T.rgw_down(self.state)
             self.started = False
 
     def log_size(self):
@@ -571,15 +560,7 @@ def main():
         sys.exit(1)
     global SRV
     SRV = Server(state, ports)
-    try:
-        if R.step("rgw_up", SRV.up) is None:
-            R.finish()
-        for fn in TESTS:
-            R.run(fn.__name__, fn, R.binary)
-    finally:
-        T.cleanup_all()
-        SRV.down()
-    R.finish()
+    T.run_with_server(R, SRV, TESTS)
 
 
 if __name__ == "__main__":
