@@ -60,7 +60,6 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 	struct job *j = arg;
 	struct ost_http_xfer *x = j->x;
 	size_t len = size * n, off = 0;
-
 	long status = 0;
 
 	x->received += len;

@@ -503,24 +503,25 @@ void ost_free(struct ost *st)
 	free(st);
 }
 
-/* Start the pool's workers in this process (st->lock held). */
+/* Start the pool's workers (st->lock held).  If none starts, the next
+ * request tries again. */
 static int start_workers_locked(struct ost *st)
 {
 	unsigned i;
 	int rc;
 
-	st->started = true;
 	st->nstarted = 0;
 	for (i = 0; i < st->nthreads; i++) {
 		rc = -pthread_create(&st->threads[i], NULL, ost_worker, st);
 		if (rc) {
 			ch5_err("objstore: cannot start pool thread: %s",
 				strerror(-rc));
-			return i ? 0 : rc; /* fewer workers still work */
+			break;
 		}
 		st->nstarted = i + 1;
 	}
-	return 0;
+	st->started = st->nstarted > 0; /* fewer workers still work */
+	return st->started ? 0 : rc;
 }
 
 int ost_submit(struct ost *st, struct ost_req *req)
