@@ -23,6 +23,7 @@
 
 #include "fs_int.h"
 #include "spool.h"
+#include "azure.h"
 #include "s3.h"
 #include "log.h"
 
@@ -35,6 +36,8 @@ struct raw_opts {
 	/* S3 */
 	char *endpoint, *region, *addressing, *passwd_file, *profile;
 	char *ca_bundle, *multipart_threshold, *part_size;
+	/* Azure (endpoint, passwd_file and the sizes are shared) */
+	char *account, *sas;
 	unsigned retries;
 	uint64_t mp_threshold, mp_part; /* converted from the two above */
 	int signed_payloads, insecure, direct_io;
@@ -66,6 +69,8 @@ static const struct fuse_opt opt_table[] = {
 	OPT("multipart_threshold=%s", multipart_threshold),
 	OPT("part_size=%s", part_size),
 	OPT("retries=%u", retries),
+	OPT("account=%s", account),
+	OPT("sas=%s", sas),
 	OPT("direct_io", direct_io),
 	FUSE_OPT_KEY("spool_dir=", 2),
 	FUSE_OPT_KEY("fault=", 3),
@@ -88,7 +93,9 @@ static const char usage[] =
 	"usage: mount.cloudh5 SOURCE MOUNTPOINT [-f] [-d] [-o opt[,opt...]]\n"
 	"\n"
 	"SOURCE: file:///DIR (a local directory used as an object store),\n"
-	"        BUCKET, BUCKET:/PREFIX or s3://BUCKET/PREFIX (S3)\n"
+	"        BUCKET, BUCKET:/PREFIX or s3://BUCKET/PREFIX (S3),\n"
+	"        az://CONTAINER/PREFIX (Azure Blob; or CONTAINER[:/PREFIX]\n"
+	"        with STORAGE_PLATFORM=Azure)\n"
 	"\n"
 	"options:\n"
 	"  -f                   stay in the foreground\n"
@@ -120,6 +127,16 @@ static const char usage[] =
 	"  -o part_size=N       multipart part size, at least 5M (16M)\n"
 	"  -o retries=N         resends of a request after a transient\n"
 	"                       failure, 1..30 (4)\n"
+	"Azure (else from AZURE_STORAGE_CONNECTION_STRING, then\n"
+	"AZURE_STORAGE_ACCOUNT, AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN):\n"
+	"  -o account=NAME      storage account\n"
+	"  -o endpoint=URL      blob service URL (https://NAME.blob.core.\n"
+	"                       windows.net)\n"
+	"  -o passwd_file=F     ACCOUNT:KEY or CONTAINER:ACCOUNT:KEY (mode 600)\n"
+	"  -o sas=TOKEN         a SAS token instead of the account key\n"
+	"  -o multipart_threshold=N, part_size=N  larger blobs go up as\n"
+	"                       blocks of part_size (64M, 16M)\n"
+	"  -o ca_bundle=FILE, insecure, retries=N  as for S3\n"
 	"  plus the FUSE options, e.g. allow_other, ro\n";
 
 /* Options of fstab(5) and mount(8) that are for mount(8), systemd or the
@@ -343,9 +360,9 @@ static int probe_store(struct fs_ctx *ctx)
 		return 0;
 	fprintf(stderr, "mount.cloudh5: %s: %s\n", ctx->cfg.source,
 		rc == -EACCES ? "access denied: the store refused the "
-				"credentials (wrong key or secret, or no "
-				"permission on the bucket)"
-		: rc == -ENOENT ? "no such bucket or directory"
+				"credentials (wrong key, secret or SAS, or no "
+				"permission on the bucket or container)"
+		: rc == -ENOENT ? "no such bucket, container or directory"
 		: rc == -EINVAL ? "the store refused the request as invalid "
 				  "(its error is above; RGW says so of a "
 				  "bad session token)"
@@ -594,7 +611,19 @@ int main(int argc, char *argv[])
 			.retries = raw.retries,
 		};
 
-		if (ost_open_source(ctx.cfg.source, &s3, ctx.cfg.fault,
+		struct ost_az_opts az = {
+			.account = raw.account,
+			.endpoint = raw.endpoint,
+			.passwd_file = raw.passwd_file,
+			.sas = raw.sas,
+			.insecure = raw.insecure,
+			.ca_bundle = raw.ca_bundle,
+			.block_threshold = raw.mp_threshold,
+			.block_size = raw.mp_part,
+			.retries = raw.retries,
+		};
+
+		if (ost_open_source(ctx.cfg.source, &s3, &az, ctx.cfg.fault,
 				    ctx.cfg.threads, &ctx.st) < 0)
 			ctx.st = NULL;
 	}
@@ -669,6 +698,11 @@ out:
 	free(raw.ca_bundle);
 	free(raw.multipart_threshold);
 	free(raw.part_size);
+	free(raw.account);
+	if (raw.sas) {
+		explicit_bzero(raw.sas, strlen(raw.sas));
+		free(raw.sas);
+	}
 	free(raw.source);
 	free(raw.mountpoint);
 	free(abs_mnt);

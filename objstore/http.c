@@ -133,7 +133,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
 	struct job *j = arg;
 	struct ost_http_xfer *x = j->x;
-	size_t len = size * n;
+	size_t len = size * n, i;
 	char cl[32] = "";
 
 	/* A new status line (after a 100 Continue, or a redirect) starts
@@ -142,6 +142,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 		const char *sp = memchr(p, ' ', len);
 
 		x->etag[0] = x->last_modified[0] = x->content_range[0] = '\0';
+		for (i = 0; i < OST_HTTP_CAPTURE && x->capture[i]; i++)
+			x->captured[i][0] = '\0';
 		x->content_length = -1;
 		/* A ranged GET answered with the whole object (200): drop
 		 * the bytes before the range. */
@@ -157,6 +159,9 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 	take_header(p, len, "content-length", cl, sizeof(cl), false);
 	if (cl[0])
 		x->content_length = strtoll(cl, NULL, 10);
+	for (i = 0; i < OST_HTTP_CAPTURE && x->capture[i]; i++)
+		take_header(p, len, x->capture[i], x->captured[i],
+			    sizeof(x->captured[i]), false);
 	return len;
 }
 
@@ -446,6 +451,7 @@ int ost_http_run(struct ost_http *h, struct ost_http_xfer *x)
 	x->got = 0;
 	x->received = 0;
 	x->etag[0] = x->last_modified[0] = x->content_range[0] = '\0';
+	memset(x->captured, 0, sizeof(x->captured));
 	x->error[0] = '\0';
 	x->curl_code = 0;
 	x->content_length = -1;

@@ -20,6 +20,8 @@
 
 struct ost_http;
 
+#define OST_HTTP_CAPTURE 4 /* headers a transfer can ask for by name */
+
 struct ost_http_opts {
 	unsigned max_connections; /* connections kept and used at once */
 	long connect_timeout_s;	  /* TCP/TLS connect, seconds */
@@ -59,6 +61,11 @@ struct ost_http_xfer {
 	char last_modified[64];
 	char content_range[96];
 	int64_t content_length; /* -1 when absent */
+	/* More headers wanted (NULL-terminated up to OST_HTTP_CAPTURE names,
+	 * borrowed): captured[i] receives the value of capture[i] ("" when
+	 * absent), cut to fit. */
+	const char *capture[OST_HTTP_CAPTURE];
+	char captured[OST_HTTP_CAPTURE][128];
 };
 
 /* Start the engine (its event thread starts at the first transfer; as

@@ -21,6 +21,7 @@
 
 #include "ost.h"
 #include "ost_int.h"
+#include "azure.h"
 #include "s3.h"
 
 #include <openssl/crypto.h>
@@ -971,12 +972,12 @@ int ost_copy(struct ost *st, const char *src, const char *dst)
 int ost_open_url(const char *url, const char *fault_spec, unsigned nthreads,
 		 struct ost **out)
 {
-	return ost_open_source(url, NULL, fault_spec, nthreads, out);
+	return ost_open_source(url, NULL, NULL, fault_spec, nthreads, out);
 }
 
 int ost_open_source(const char *url, const struct ost_s3_opts *s3,
-		    const char *fault_spec, unsigned nthreads,
-		    struct ost **out)
+		    const struct ost_az_opts *az, const char *fault_spec,
+		    unsigned nthreads, struct ost **out)
 {
 	struct ost_backend *be = NULL, *wrapped;
 	struct ost_fault_cfg cfg;
@@ -1001,6 +1002,15 @@ int ost_open_source(const char *url, const struct ost_s3_opts *s3,
 		rc = ost_local_new(url, &be);
 	} else if (strcmp(url, "mem://") == 0) {
 		rc = ost_mem_new(&be);
+	} else if (ost_az_source(url)) {
+		struct ost_az_resolved *r = calloc(1, sizeof(*r));
+
+		rc = r ? ost_az_resolve(url, az, r) : -ENOMEM;
+		if (rc == 0)
+			rc = ost_az_new(&r->cfg, &be);
+		if (r)
+			OPENSSL_cleanse(r, sizeof(*r));
+		free(r);
 	} else if (ost_s3_source(url)) {
 		struct ost_s3_resolved *r = calloc(1, sizeof(*r));
 
@@ -1012,8 +1022,8 @@ int ost_open_source(const char *url, const struct ost_s3_opts *s3,
 		free(r);
 	} else {
 		ch5_err("objstore: %s: unsupported store URL (file:///dir, "
-			"/dir, BUCKET[:/PREFIX], s3://BUCKET[/PREFIX] or "
-			"mem://)",
+			"/dir, BUCKET[:/PREFIX], s3://BUCKET[/PREFIX], "
+			"az://CONTAINER[/PREFIX] or mem://)",
 			url);
 		return -EINVAL;
 	}

@@ -232,13 +232,17 @@ int ost_open_url(const char *url, const char *fault_spec, unsigned nthreads,
 		 struct ost **out);
 
 struct ost_s3_opts;
+struct ost_az_opts;
 
 /* Like ost_open_url(), with the S3 mount options `s3` (may be NULL) for a
  * source naming an S3 bucket: s3://BUCKET[/PREFIX], BUCKET[:/PREFIX]
- * (settings resolved by ost_s3_resolve() in s3.h).  No request is made. */
+ * (settings resolved by ost_s3_resolve() in s3.h), and the Azure mount
+ * options `az` (may be NULL) for an Azure container: az://CONTAINER[/PREFIX]
+ * or, with STORAGE_PLATFORM=Azure, CONTAINER[:/PREFIX] (ost_az_resolve()
+ * in azure.h).  No request is made. */
 int ost_open_source(const char *source, const struct ost_s3_opts *s3,
-		    const char *fault_spec, unsigned nthreads,
-		    struct ost **out);
+		    const struct ost_az_opts *az, const char *fault_spec,
+		    unsigned nthreads, struct ost **out);
 
 /* Wait for every submitted request to complete, stop the pool and free the
  * store.  NULL is a no-op.  Queued requests still run; a completion that

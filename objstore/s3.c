@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "http.h"
+#include "rest.h"
 #include "ost_int.h"
 #include "s3.h"
 #include "sigv4.h"
@@ -55,128 +56,6 @@ struct s3_req {
 };
 
 /* --- small helpers ------------------------------------------------ */
-
-static int64_t http_date_ns(const char *s)
-{
-	struct tm tm;
-
-	memset(&tm, 0, sizeof(tm));
-	if (!s[0] || !strptime(s, "%a, %d %b %Y %H:%M:%S", &tm))
-		return 0;
-	return (int64_t)timegm(&tm) * 1000000000LL;
-}
-
-static int64_t iso_date_ns(const char *s)
-{
-	struct tm tm;
-	const char *rest;
-	int64_t ns = 0, mul = 100000000;
-
-	memset(&tm, 0, sizeof(tm));
-	rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!rest)
-		return 0;
-	if (*rest == '.')
-		for (rest++; *rest >= '0' && *rest <= '9'; rest++, mul /= 10)
-			ns += (*rest - '0') * mul;
-	return (int64_t)timegm(&tm) * 1000000000LL + ns;
-}
-
-/* Percent-decode (encoding-type=url answers) into dst. */
-static void url_decode(const char *s, char *dst, size_t size)
-{
-	size_t o = 0;
-
-	for (; *s && o + 1 < size; s++) {
-		unsigned v;
-
-		if (*s == '%' && sscanf(s + 1, "%2x", &v) == 1) {
-			dst[o++] = (char)v;
-			s += 2;
-		} else if (*s == '+') {
-			dst[o++] = ' ';
-		} else {
-			dst[o++] = *s;
-		}
-	}
-	dst[o] = '\0';
-}
-
-/* --- XML: a flat walk calling fn(arg, parent, name, text) at each
- * closing tag (text of leaf elements, "" for others). -------------- */
-
-typedef void (*xml_fn)(void *arg, const char *parent, const char *name,
-		       const char *text);
-
-struct xml_walk {
-	char stack[8][64];
-	int depth;
-	char text[OST_KEY_MAX * 3 + 64];
-	size_t tlen;
-	xml_fn fn;
-	void *arg;
-};
-
-static void XMLCALL xml_start(void *ud, const XML_Char *name,
-			      const XML_Char **attrs)
-{
-	struct xml_walk *w = ud;
-
-	(void)attrs;
-	if (w->depth < 8)
-		snprintf(w->stack[w->depth], sizeof(w->stack[0]), "%s", name);
-	w->depth++;
-	w->tlen = 0;
-	w->text[0] = '\0';
-}
-
-static void XMLCALL xml_end(void *ud, const XML_Char *name)
-{
-	struct xml_walk *w = ud;
-	const char *parent = w->depth >= 2 && w->depth - 2 < 8
-				     ? w->stack[w->depth - 2]
-				     : "";
-
-	w->fn(w->arg, parent, name, w->text);
-	w->depth--;
-	w->tlen = 0;
-	w->text[0] = '\0';
-}
-
-static void XMLCALL xml_text(void *ud, const XML_Char *s, int len)
-{
-	struct xml_walk *w = ud;
-
-	if (w->tlen + len >= sizeof(w->text))
-		len = sizeof(w->text) - 1 - w->tlen;
-	memcpy(w->text + w->tlen, s, len);
-	w->tlen += len;
-	w->text[w->tlen] = '\0';
-}
-
-static int xml_parse(const char *doc, size_t len, xml_fn fn, void *arg)
-{
-	XML_Parser p = XML_ParserCreate(NULL);
-	struct xml_walk *w = calloc(1, sizeof(*w));
-	int rc = 0;
-
-	if (!p || !w) {
-		if (p)
-			XML_ParserFree(p);
-		free(w);
-		return -ENOMEM;
-	}
-	w->fn = fn;
-	w->arg = arg;
-	XML_SetUserData(p, w);
-	XML_SetElementHandler(p, xml_start, xml_end);
-	XML_SetCharacterDataHandler(p, xml_text);
-	if (XML_Parse(p, doc ? doc : "", (int)len, 1) == XML_STATUS_ERROR)
-		rc = -EPROTO;
-	XML_ParserFree(p);
-	free(w);
-	return rc;
-}
 
 struct s3_error {
 	char code[64];
@@ -261,70 +140,30 @@ static int build_url(struct s3 *s, const struct s3_req *r, char *path,
 	return 0;
 }
 
-/* Digest `md` of a body read from memory or an fd, in hex: SHA-256 for
- * signed payloads, MD5 to compare with a single PUT's ETag. */
+/* Digest `md_type` of r's body in lower-case hex (out: 2 *
+ * EVP_MAX_MD_SIZE + 1 bytes): SHA-256 for signed payloads, MD5 to compare
+ * with a single PUT's ETag. */
 static int body_digest(const struct s3_req *r, const EVP_MD *md_type,
 		       char *out)
 {
-	EVP_MD_CTX *c = EVP_MD_CTX_new();
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdl = 0, i;
-	char *buf = NULL;
-	uint64_t off = 0;
-	int rc = 0;
+	unsigned mdl, i;
+	int rc = rest_body_digest(r->body, r->body_fd, r->body_off,
+				  r->body_len, md_type, md, &mdl);
 
-	if (!c)
-		return -ENOMEM;
-	EVP_DigestInit_ex(c, md_type, NULL);
-	if (r->body) {
-		EVP_DigestUpdate(c, r->body, r->body_len);
-	} else if (r->body_len) {
-		buf = malloc(1 << 20);
-		if (!buf)
-			rc = -ENOMEM;
-		while (!rc && off < r->body_len) {
-			size_t want = r->body_len - off < (1u << 20)
-					      ? r->body_len - off
-					      : 1u << 20;
-			ssize_t n = pread(r->body_fd, buf, want,
-					  r->body_off + off);
-
-			if (n <= 0)
-				rc = n < 0 ? -errno : -EIO;
-			else
-				EVP_DigestUpdate(c, buf, n);
-			off += n > 0 ? n : 0;
-		}
-	}
-	EVP_DigestFinal_ex(c, md, &mdl);
-	EVP_MD_CTX_free(c);
-	free(buf);
 	for (i = 0; i < mdl; i++)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	out[2 * mdl] = '\0';
 	return rc;
 }
 
 static bool retryable(int rc, long status, const char *code)
 {
-	if (rc == -ETIMEDOUT || rc == -ECONNREFUSED || rc == -ECONNRESET ||
-	    rc == -EHOSTUNREACH)
+	if (rest_transport_retryable(rc))
 		return true;
 	if (rc < 0)
 		return false;
 	return status >= 500 || status == 429 || !strcmp(code, "SlowDown");
-}
-
-/* Sleep before attempt `n` (1, 2...): 100 ms doubling, capped at 5 s,
- * with full jitter. */
-static void backoff(unsigned n)
-{
-	uint64_t cap = 100000ULL << (n < 6 ? n : 6), r = 0;
-
-	if (cap > 5000000)
-		cap = 5000000;
-	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
-		r = (uint64_t)ost_now_ns();
-	usleep((useconds_t)(cap / 2 + r % (cap / 2 + 1)));
 }
 
 /* Send r (signed afresh on every attempt) until it gets an answer that
@@ -411,7 +250,7 @@ static int s3_send(struct s3 *s, struct s3_req *r, struct s3_error *err)
 		rc = ost_http_run(s->http, &r->x);
 		memset(err, 0, sizeof(*err));
 		if (rc == 0 && r->x.status >= 300 && r->x.text_len)
-			xml_parse(r->x.text, r->x.text_len, on_error_xml, err);
+			rest_xml_parse(r->x.text, r->x.text_len, on_error_xml, err);
 		if (!retryable(rc, r->x.status, err->code) ||
 		    attempt >= s->retries)
 			break;
@@ -420,7 +259,7 @@ static int s3_send(struct s3 *s, struct s3_req *r, struct s3_error *err)
 			  rc < 0 ? strerror(-rc)
 				 : err->code[0] ? err->code : "server error");
 		atomic_fetch_add(&s->resent, 1);
-		backoff(attempt + 1);
+		rest_backoff(attempt + 1);
 	}
 	OPENSSL_cleanse(authz, sizeof(authz));
 	return rc;
@@ -490,7 +329,7 @@ static void fill_info(const struct ost_http_xfer *x, struct ost_info *info,
 {
 	memset(info, 0, sizeof(*info));
 	info->size = size;
-	info->mtime_ns = http_date_ns(x->last_modified);
+	info->mtime_ns = rest_http_date_ns(x->last_modified);
 	snprintf(info->etag, sizeof(info->etag), "%s", x->etag);
 }
 
@@ -573,17 +412,7 @@ static void on_multipart_xml(void *arg, const char *parent, const char *name,
 		snprintf(u->etag, sizeof(u->etag), "%s", text);
 	else if (!strcmp(name, "LastModified") &&
 		 !strcmp(parent, "CopyObjectResult"))
-		u->mtime_ns = iso_date_ns(text);
-}
-
-static void strip_quotes(char *s)
-{
-	size_t n = strlen(s);
-
-	if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
-		memmove(s, s + 1, n - 2);
-		s[n - 2] = '\0';
-	}
+		u->mtime_ns = rest_iso_date_ns(text);
 }
 
 static int put_multipart(struct s3 *s, const char *key,
@@ -603,7 +432,7 @@ static int put_multipart(struct s3 *s, const char *key,
 	r.query[r.n_query++] = (struct sigv4_kv){ "uploads", "" };
 	rc = s3_errno(s, &r, s3_send(s, &r, &e), &e, NULL);
 	if (rc == 0 &&
-	    (xml_parse(r.x.text, r.x.text_len, on_multipart_xml, &u) < 0 ||
+	    (rest_xml_parse(r.x.text, r.x.text_len, on_multipart_xml, &u) < 0 ||
 	     !u.id[0]))
 		rc = -EIO;
 	free(r.x.text);
@@ -665,14 +494,14 @@ static int put_multipart(struct s3 *s, const char *key,
 		rc = s3_errno(s, &c, s3_send(s, &c, &e), &e, NULL);
 		/* An error can come inside a 200 answer. */
 		if (rc == 0 && c.x.text &&
-		    xml_parse(c.x.text, c.x.text_len, on_error_xml, &e) == 0 &&
+		    rest_xml_parse(c.x.text, c.x.text_len, on_error_xml, &e) == 0 &&
 		    e.code[0]) {
 			ch5_err("objstore: s3 complete multipart %s: %s", key,
 				e.code);
 			rc = -EIO;
 		}
 		if (rc == 0)
-			xml_parse(c.x.text, c.x.text_len, on_multipart_xml,
+			rest_xml_parse(c.x.text, c.x.text_len, on_multipart_xml,
 				  &u);
 		free(c.x.text);
 	}
@@ -689,7 +518,7 @@ static int put_multipart(struct s3 *s, const char *key,
 		memset(info, 0, sizeof(*info));
 		info->size = body->len;
 		info->mtime_ns = ost_now_ns();
-		strip_quotes(u.etag);
+		rest_strip_quotes(u.etag);
 		snprintf(info->etag, sizeof(info->etag), "%.79s", u.etag);
 	}
 out_free:
@@ -772,24 +601,6 @@ struct list_state {
 	int rc;
 };
 
-/* Make room for item n of *arr (elem bytes each, *cap allocated).
- * 0 or -ENOMEM. */
-static int grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-	size_t nc;
-	void *a;
-
-	if (n < *cap)
-		return 0;
-	nc = *cap ? 2 * *cap : 64;
-	a = realloc(*arr, nc * elem);
-	if (!a)
-		return -ENOMEM;
-	*arr = a;
-	*cap = nc;
-	return 0;
-}
-
 /* Strip the store's prefix from a listed key (decoding it first). */
 static const char *list_key(struct list_state *l, const char *text,
 			    char *buf, size_t size)
@@ -797,7 +608,7 @@ static const char *list_key(struct list_state *l, const char *text,
 	size_t pl = strlen(l->s->prefix);
 
 	if (l->url_encoded)
-		url_decode(text, buf, size);
+		rest_url_decode(text, buf, size);
 	else
 		snprintf(buf, size, "%s", text);
 	return strncmp(buf, l->s->prefix, pl) ? NULL : buf + pl;
@@ -827,15 +638,15 @@ static void on_list_xml(void *arg, const char *parent, const char *name,
 		} else if (!strcmp(name, "Size")) {
 			l->cur.info.size = strtoull(text, NULL, 10);
 		} else if (!strcmp(name, "LastModified")) {
-			l->cur.info.mtime_ns = iso_date_ns(text);
+			l->cur.info.mtime_ns = rest_iso_date_ns(text);
 		} else if (!strcmp(name, "ETag")) {
 			snprintf(l->cur.info.etag, sizeof(l->cur.info.etag),
 				 "%s", text);
-			strip_quotes(l->cur.info.etag);
+			rest_strip_quotes(l->cur.info.etag);
 		}
 	} else if (!strcmp(name, "Contents")) {
 		if (l->cur_key[0]) {
-			l->rc = grow((void **)&res->objects, &l->cap_obj,
+			l->rc = rest_grow((void **)&res->objects, &l->cap_obj,
 				     res->n_objects, sizeof(*res->objects));
 			if (l->rc)
 				return;
@@ -853,7 +664,7 @@ static void on_list_xml(void *arg, const char *parent, const char *name,
 		k = list_key(l, text, buf, sizeof(buf));
 		if (!k || !*k)
 			return;
-		l->rc = grow((void **)&res->prefixes, &l->cap_pfx,
+		l->rc = rest_grow((void **)&res->prefixes, &l->cap_pfx,
 			     res->n_prefixes, sizeof(*res->prefixes));
 		if (l->rc)
 			return;
@@ -890,7 +701,7 @@ static int s3_list(void *priv, const char *prefix, const char *delimiter,
 							  token };
 	rc = s3_errno(s, &r, s3_send(s, &r, &e), &e, NULL);
 	if (rc == 0) {
-		rc = xml_parse(r.x.text, r.x.text_len, on_list_xml, &l);
+		rc = rest_xml_parse(r.x.text, r.x.text_len, on_list_xml, &l);
 		if (rc == 0)
 			rc = l.rc;
 		if (rc == 0 && l.truncated) {
@@ -1063,7 +874,7 @@ static int s3_del_many(void *priv, const char *const *keys, size_t n,
 	r.body_len = len;
 	rc = s3_errno(s, &r, s3_send(s, &r, &e), &e, NULL);
 	if (rc == 0 && r.x.text &&
-	    xml_parse(r.x.text, r.x.text_len, on_delete_xml, &d) < 0) {
+	    rest_xml_parse(r.x.text, r.x.text_len, on_delete_xml, &d) < 0) {
 		ch5_err("objstore: s3: a batch delete answer did not parse");
 		rc = -EIO;
 	}
@@ -1089,8 +900,8 @@ static int s3_copy(void *priv, const char *src, const char *dst)
 	if (rc == 0 && r.x.text) {
 		/* An error can come inside a 200 answer. */
 		memset(&e, 0, sizeof(e));
-		xml_parse(r.x.text, r.x.text_len, on_error_xml, &e);
-		xml_parse(r.x.text, r.x.text_len, on_multipart_xml, &u);
+		rest_xml_parse(r.x.text, r.x.text_len, on_error_xml, &e);
+		rest_xml_parse(r.x.text, r.x.text_len, on_multipart_xml, &u);
 		if (e.code[0]) {
 			ch5_err("objstore: s3 copy %s: %s %s", dst, e.code,
 				e.message);

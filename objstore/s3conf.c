@@ -13,15 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "azure.h"
+#include "conf.h"
 #include "s3.h"
 #include "log.h"
-
-static const char *env(const char *name)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? v : NULL;
-}
 
 static int copy(char *dst, size_t size, const char *src, const char *what)
 {
@@ -60,18 +55,6 @@ struct profile {
 	char config_file[4096]; /* where ca_bundle was read, for messages */
 };
 
-static void trim(char *s)
-{
-	size_t n = strlen(s), i = 0;
-
-	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' ||
-		     s[n - 1] == '\n'))
-		s[--n] = '\0';
-	while (s[i] == ' ' || s[i] == '\t')
-		i++;
-	memmove(s, s + i, n - i + 1);
-}
-
 /* Read section `section` of the INI file at `path` into p.  A missing
  * file is no error. */
 static void read_ini(const char *path, const char *section,
@@ -87,7 +70,7 @@ static void read_ini(const char *path, const char *section,
 		bool indented = line[0] == ' ' || line[0] == '\t';
 		char *eq;
 
-		trim(line);
+		conf_trim(line);
 		if (!line[0] || line[0] == '#' || line[0] == ';')
 			continue;
 		if (line[0] == '[') {
@@ -95,7 +78,7 @@ static void read_ini(const char *path, const char *section,
 
 			if (end)
 				*end = '\0';
-			trim(line + 1);
+			conf_trim(line + 1);
 			in = !strcmp(line + 1, section);
 			in_s3 = false;
 			continue;
@@ -103,8 +86,8 @@ static void read_ini(const char *path, const char *section,
 		if (!in || !(eq = strchr(line, '=')))
 			continue;
 		*eq = '\0';
-		trim(line);
-		trim(eq + 1);
+		conf_trim(line);
+		conf_trim(eq + 1);
 		if (!indented)
 			in_s3 = !strcmp(line, "s3") && !eq[1];
 		if (indented && in_s3) {
@@ -139,7 +122,7 @@ static void read_ini(const char *path, const char *section,
 
 static void read_profile(const char *name, struct profile *p)
 {
-	const char *home = env("HOME");
+	const char *home = conf_env("HOME");
 	char path[4096], section[300];
 	const char *f;
 
@@ -148,13 +131,13 @@ static void read_profile(const char *name, struct profile *p)
 
 		home = pw ? pw->pw_dir : "/";
 	}
-	f = env("AWS_SHARED_CREDENTIALS_FILE");
+	f = conf_env("AWS_SHARED_CREDENTIALS_FILE");
 	if (!f) {
 		snprintf(path, sizeof(path), "%s/.aws/credentials", home);
 		f = path;
 	}
 	read_ini(f, name, p);
-	f = env("AWS_CONFIG_FILE");
+	f = conf_env("AWS_CONFIG_FILE");
 	if (!f) {
 		snprintf(path, sizeof(path), "%s/.aws/config", home);
 		f = path;
@@ -166,113 +149,10 @@ static void read_profile(const char *name, struct profile *p)
 	read_ini(f, section, p);
 }
 
-/* s3fs-style password file: "ACCESS:SECRET" or "BUCKET:ACCESS:SECRET"
- * lines; a line naming the bucket wins.  It must not be readable by group
- * or others. */
-static int read_passwd(const char *path, const char *bucket,
-		       struct ost_s3_resolved *r)
-{
-	struct stat sb;
-	char line[1024];
-	bool found = false;
-	FILE *f;
-
-	if (stat(path, &sb) < 0) {
-		ch5_err("objstore: s3: passwd_file %s: %s", path,
-			strerror(errno));
-		return -errno;
-	}
-	if (sb.st_mode & (S_IRGRP | S_IROTH | S_IWGRP | S_IWOTH)) {
-		ch5_err("objstore: s3: passwd_file %s is readable or writable "
-			"by group or others; it holds a secret: chmod 600 it",
-			path);
-		return -EACCES;
-	}
-	f = fopen(path, "r");
-	if (!f) {
-		ch5_err("objstore: s3: passwd_file %s: %s", path,
-			strerror(errno));
-		return -errno;
-	}
-	while (fgets(line, sizeof(line), f)) {
-		char *a, *b, *c;
-
-		trim(line);
-		if (!line[0] || line[0] == '#')
-			continue;
-		a = line;
-		b = strchr(a, ':');
-		if (!b)
-			continue;
-		*b++ = '\0';
-		c = strchr(b, ':');
-		if (c) { /* bucket:access:secret */
-			*c++ = '\0';
-			if (strcmp(a, bucket))
-				continue;
-			snprintf(r->access, sizeof(r->access), "%.255s", b);
-			snprintf(r->secret, sizeof(r->secret), "%.255s", c);
-			found = true;
-			break;
-		}
-		if (!found) {
-			snprintf(r->access, sizeof(r->access), "%.255s", a);
-			snprintf(r->secret, sizeof(r->secret), "%.255s", b);
-			found = true;
-		}
-	}
-	fclose(f);
-	memset(line, 0, sizeof(line));
-	if (!found) {
-		ch5_err("objstore: s3: passwd_file %s has no ACCESS:SECRET line "
-			"for bucket %s",
-			path, bucket);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-/* The CA bundle `path` (named by `from`) as an absolute path in out[]: it
- * must be a readable regular file. */
-static int ca_bundle(const char *path, const char *from, char *out,
-		     size_t size)
-{
-	char abs[PATH_MAX];
-	struct stat sb;
-	int rc;
-
-	if (!realpath(path, abs) || stat(abs, &sb) < 0) {
-		rc = -errno;
-		goto bad;
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		rc = -EINVAL;
-		ch5_err("objstore: s3: ca_bundle %s (%s) is not a file of PEM "
-			"CA certificates",
-			path, from);
-		return rc;
-	}
-	if (access(abs, R_OK) < 0) {
-		rc = -errno;
-		goto bad;
-	}
-	if (strlen(abs) >= size) {
-		ch5_err("objstore: s3: ca_bundle %s (%s): the path is too long",
-			path, from);
-		return -EINVAL;
-	}
-	memcpy(out, abs, strlen(abs) + 1);
-	return 0;
-bad:
-	ch5_err("objstore: s3: ca_bundle %s (%s): %s", path, from,
-		strerror(-rc));
-	return rc;
-}
-
 bool ost_s3_source(const char *source)
 {
 	return source && strncmp(source, "file://", 7) &&
-	       strncmp(source, "mem://", 6) && strncmp(source, "az://", 5) &&
+	       strncmp(source, "mem://", 6) && !ost_az_source(source) &&
 	       source[0] != '/' && source[0] != '.';
 }
 
@@ -301,8 +181,8 @@ int ost_s3_resolve(const char *source, const struct ost_s3_opts *o,
 		if (b[bl])
 			pfx = b + bl + 1;
 	}
-	if (!bl && env("BUCKET_NAME")) { /* ArrayMorph's name for it */
-		b = env("BUCKET_NAME");
+	if (!bl && conf_env("BUCKET_NAME")) { /* ArrayMorph's name for it */
+		b = conf_env("BUCKET_NAME");
 		bl = strlen(b);
 	}
 	if (!bl || bl >= sizeof(r->bucket) || strchr(pfx, ':')) {
@@ -318,23 +198,26 @@ int ost_s3_resolve(const char *source, const struct ost_s3_opts *o,
 	rc |= copy(r->prefix, sizeof(r->prefix), pfx, "the prefix");
 
 	prof = o->profile ? o->profile
-			  : env("AWS_PROFILE") ? env("AWS_PROFILE") : "default";
+			  : conf_env("AWS_PROFILE") ? conf_env("AWS_PROFILE") : "default";
 	read_profile(prof, &p);
 
 	/* Credentials: passwd_file, environment, credentials file. */
 	if (o->passwd_file) {
-		int prc = read_passwd(o->passwd_file, r->bucket, r);
+		int prc = conf_passwd(o->passwd_file, "s3", "ACCESS:SECRET",
+				      r->bucket, r->access,
+				      sizeof(r->access), r->secret,
+				      sizeof(r->secret));
 
 		if (prc < 0)
 			return prc;
-	} else if (env("AWS_ACCESS_KEY_ID") && env("AWS_SECRET_ACCESS_KEY")) {
+	} else if (conf_env("AWS_ACCESS_KEY_ID") && conf_env("AWS_SECRET_ACCESS_KEY")) {
 		rc |= copy(r->access, sizeof(r->access),
-			   env("AWS_ACCESS_KEY_ID"), "AWS_ACCESS_KEY_ID");
+			   conf_env("AWS_ACCESS_KEY_ID"), "AWS_ACCESS_KEY_ID");
 		rc |= copy(r->secret, sizeof(r->secret),
-			   env("AWS_SECRET_ACCESS_KEY"),
+			   conf_env("AWS_SECRET_ACCESS_KEY"),
 			   "AWS_SECRET_ACCESS_KEY");
 		rc |= copy(r->token, sizeof(r->token),
-			   env("AWS_SESSION_TOKEN"), "AWS_SESSION_TOKEN");
+			   conf_env("AWS_SESSION_TOKEN"), "AWS_SESSION_TOKEN");
 	} else {
 		memcpy(r->access, p.access, sizeof(r->access));
 		memcpy(r->secret, p.secret, sizeof(r->secret));
@@ -349,16 +232,16 @@ int ost_s3_resolve(const char *source, const struct ost_s3_opts *o,
 	}
 
 	v = o->region ? o->region
-	    : env("AWS_REGION") ? env("AWS_REGION")
-	    : env("AWS_DEFAULT_REGION") ? env("AWS_DEFAULT_REGION")
+	    : conf_env("AWS_REGION") ? conf_env("AWS_REGION")
+	    : conf_env("AWS_DEFAULT_REGION") ? conf_env("AWS_DEFAULT_REGION")
 	    : p.region[0] ? p.region : "us-east-1";
 	rc |= copy(r->region, sizeof(r->region), v, "the region");
 
 	ep = o->endpoint ? o->endpoint
-	     : env("AWS_ENDPOINT_URL_S3") ? env("AWS_ENDPOINT_URL_S3")
-	     : env("AWS_ENDPOINT_URL") ? env("AWS_ENDPOINT_URL")
+	     : conf_env("AWS_ENDPOINT_URL_S3") ? conf_env("AWS_ENDPOINT_URL_S3")
+	     : conf_env("AWS_ENDPOINT_URL") ? conf_env("AWS_ENDPOINT_URL")
 	     : p.endpoint[0] ? p.endpoint : NULL;
-	if (truth(env("AWS_USE_TLS"), "AWS_USE_TLS", &use_tls) < 0)
+	if (truth(conf_env("AWS_USE_TLS"), "AWS_USE_TLS", &use_tls) < 0)
 		return -EINVAL;
 	if (ep && !strstr(ep, "://")) {
 		/* host[:port]: the scheme comes from AWS_USE_TLS. */
@@ -374,18 +257,18 @@ int ost_s3_resolve(const char *source, const struct ost_s3_opts *o,
 			memcpy(r->endpoint + sl, ep, strlen(ep) + 1);
 		}
 	} else if (ep) {
-		if (env("AWS_USE_TLS") &&
+		if (conf_env("AWS_USE_TLS") &&
 		    (strncmp(ep, "https://", 8) == 0) != (use_tls != 0)) {
 			ch5_err("objstore: s3: AWS_USE_TLS=%s but the endpoint "
 				"is %s",
-				env("AWS_USE_TLS"), ep);
+				conf_env("AWS_USE_TLS"), ep);
 			return -EINVAL;
 		}
 		rc |= copy(r->endpoint, sizeof(r->endpoint), ep, "the endpoint");
 	}
 
 	addr = o->addressing ? o->addressing
-	       : env("AWS_S3_ADDRESSING_STYLE") ? env("AWS_S3_ADDRESSING_STYLE")
+	       : conf_env("AWS_S3_ADDRESSING_STYLE") ? conf_env("AWS_S3_ADDRESSING_STYLE")
 	       : p.addressing[0] ? p.addressing : NULL;
 	if (addr && strcasecmp(addr, "path") && strcasecmp(addr, "virtual") &&
 	    strcasecmp(addr, "auto")) {
@@ -401,7 +284,7 @@ int ost_s3_resolve(const char *source, const struct ost_s3_opts *o,
 
 	if (o->signed_payloads >= 0)
 		sp = o->signed_payloads;
-	else if (truth(env("AWS_SIGNED_PAYLOADS"), "AWS_SIGNED_PAYLOADS",
+	else if (truth(conf_env("AWS_SIGNED_PAYLOADS"), "AWS_SIGNED_PAYLOADS",
 		       &sp) < 0)
 		return -EINVAL;
 
@@ -412,15 +295,15 @@ int ost_s3_resolve(const char *source, const struct ost_s3_opts *o,
 		int crc = 0;
 
 		if (o->ca_bundle) {
-			crc = ca_bundle(o->ca_bundle, "-o ca_bundle",
+			crc = conf_ca_bundle("s3", o->ca_bundle, "-o ca_bundle",
 					r->ca_bundle, sizeof(r->ca_bundle));
-		} else if (env("AWS_CA_BUNDLE")) {
-			crc = ca_bundle(env("AWS_CA_BUNDLE"), "AWS_CA_BUNDLE",
+		} else if (conf_env("AWS_CA_BUNDLE")) {
+			crc = conf_ca_bundle("s3", conf_env("AWS_CA_BUNDLE"), "AWS_CA_BUNDLE",
 					r->ca_bundle, sizeof(r->ca_bundle));
 		} else if (p.ca_bundle[0]) {
 			snprintf(from, sizeof(from), "profile %s of %s", prof,
 				 p.config_file);
-			crc = ca_bundle(p.ca_bundle, from, r->ca_bundle,
+			crc = conf_ca_bundle("s3", p.ca_bundle, from, r->ca_bundle,
 					sizeof(r->ca_bundle));
 		}
 		if (crc < 0) {

@@ -10,49 +10,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
+#include "sigutil.h"
 #include "sigv4.h"
-
-/* A growing string; an allocation failure sticks in `err`. */
-struct sb {
-	char *p;
-	size_t len, cap;
-	int err;
-};
-
-static void sb_add(struct sb *b, const char *s, size_t n)
-{
-	if (b->err)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t nc = b->cap ? b->cap : 256;
-		char *np;
-
-		while (nc < b->len + n + 1)
-			nc *= 2;
-		np = realloc(b->p, nc);
-		if (!np) {
-			b->err = -ENOMEM;
-			return;
-		}
-		b->p = np;
-		b->cap = nc;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void sb_adds(struct sb *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-static void sb_addc(struct sb *b, char c)
-{
-	sb_add(b, &c, 1);
-}
 
 static bool unreserved(unsigned char c)
 {
@@ -165,85 +125,19 @@ static void sb_normalized_path(struct sb *b, const char *path)
 	free(seg);
 }
 
-struct pair {
-	char *name, *value; /* canonical forms, malloc'd */
-	size_t order;	    /* position given, for a stable sort */
-};
-
-static int pair_cmp(const void *a, const void *b)
-{
-	const struct pair *x = a, *y = b;
-	int c = strcmp(x->name, y->name);
-
-	if (c)
-		return c;
-	return x->order < y->order ? -1 : x->order > y->order;
-}
-
 static int query_cmp(const void *a, const void *b)
 {
-	const struct pair *x = a, *y = b;
+	const struct sign_pair *x = a, *y = b;
 	int c = strcmp(x->name, y->name);
 
 	return c ? c : strcmp(x->value, y->value);
-}
-
-static void pairs_free(struct pair *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; p && i < n; i++) {
-		free(p[i].name);
-		free(p[i].value);
-	}
-	free(p);
-}
-
-/* HTTP token characters (RFC 9110), the only ones a header name has. */
-static bool token_char(unsigned char c)
-{
-	return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
-/* Lower-case name; value trimmed, inner whitespace runs (including the
- * line breaks of a folded value) collapsed to one space. */
-static int canon_header(const struct sigv4_kv *kv, struct pair *out)
-{
-	size_t nl = strlen(kv->name), i, o = 0;
-	const char *v = kv->value;
-	bool space = false;
-
-	if (!nl)
-		return -EINVAL;
-	out->name = malloc(nl + 1);
-	out->value = malloc(strlen(v) + 1);
-	if (!out->name || !out->value)
-		return -ENOMEM;
-	for (i = 0; i < nl; i++) {
-		if (!token_char((unsigned char)kv->name[i]))
-			return -EINVAL;
-		out->name[i] = (char)tolower((unsigned char)kv->name[i]);
-	}
-	out->name[nl] = '\0';
-	for (; *v; v++) {
-		if (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n') {
-			space = o > 0;
-			continue;
-		}
-		if (space)
-			out->value[o++] = ' ';
-		space = false;
-		out->value[o++] = *v;
-	}
-	out->value[o] = '\0';
-	return 0;
 }
 
 int sigv4_canonical_request(const struct sigv4_req *r, char **out,
 			    char **signed_headers)
 {
 	struct sb b = { 0 }, sh = { 0 };
-	struct pair *q = NULL, *h = NULL;
+	struct sign_pair *q = NULL, *h = NULL;
 	size_t i;
 	int rc = 0;
 
@@ -294,12 +188,13 @@ int sigv4_canonical_request(const struct sigv4_req *r, char **out,
 	sb_addc(&b, '\n');
 
 	for (i = 0; i < r->n_headers; i++) {
-		rc = canon_header(&r->headers[i], &h[i]);
+		rc = sign_canon_header(r->headers[i].name, r->headers[i].value,
+				       &h[i]);
 		h[i].order = i;
 		if (rc < 0)
 			goto out;
 	}
-	qsort(h, r->n_headers, sizeof(*h), pair_cmp);
+	qsort(h, r->n_headers, sizeof(*h), sign_pair_cmp);
 	for (i = 0; i < r->n_headers; i++) {
 		bool repeat = i && !strcmp(h[i].name, h[i - 1].name);
 
@@ -323,8 +218,8 @@ int sigv4_canonical_request(const struct sigv4_req *r, char **out,
 	sb_adds(&b, r->payload_hash);
 	rc = b.err ? b.err : sh.err;
 out:
-	pairs_free(q, r->n_query);
-	pairs_free(h, r->n_headers);
+	sign_pairs_free(q, r->n_query);
+	sign_pairs_free(h, r->n_headers);
 	if (rc < 0) {
 		free(b.p);
 		free(sh.p);
@@ -379,18 +274,6 @@ int sigv4_string_to_sign(const char *amz_date, const char *region,
 	return 0;
 }
 
-/* out = HMAC-SHA256(key, data); 32 bytes. */
-static int hmac(const void *key, size_t klen, const void *data, size_t dlen,
-		unsigned char *out)
-{
-	unsigned int olen = 0;
-
-	if (!HMAC(EVP_sha256(), key, (int)klen, data, dlen, out, &olen) ||
-	    olen != 32)
-		return -EIO;
-	return 0;
-}
-
 int sigv4_authorization(const struct sigv4_cred *c, const char *amz_date,
 			const struct sigv4_req *r, char *out, size_t outsz)
 {
@@ -418,15 +301,15 @@ int sigv4_authorization(const struct sigv4_cred *c, const char *amz_date,
 	memcpy(secret, "AWS4", 4);
 	memcpy(secret + 4, c->secret_key, sl - 4 + 1);
 	/* kDate, kRegion, kService, kSigning, then the signature. */
-	rc = hmac(secret, sl, amz_date, 8, k);
+	rc = sign_hmac_sha256(secret, sl, amz_date, 8, k);
 	if (!rc)
-		rc = hmac(k, 32, c->region, strlen(c->region), k2);
+		rc = sign_hmac_sha256(k, 32, c->region, strlen(c->region), k2);
 	if (!rc)
-		rc = hmac(k2, 32, c->service, strlen(c->service), k);
+		rc = sign_hmac_sha256(k2, 32, c->service, strlen(c->service), k);
 	if (!rc)
-		rc = hmac(k, 32, "aws4_request", 12, k2);
+		rc = sign_hmac_sha256(k, 32, "aws4_request", 12, k2);
 	if (!rc)
-		rc = hmac(k2, 32, sts, strlen(sts), k);
+		rc = sign_hmac_sha256(k2, 32, sts, strlen(sts), k);
 	if (rc < 0)
 		goto out;
 	hex_of(k, 32, sig);
