@@ -378,6 +378,17 @@ static int restage_renamed(struct fs_ctx *ctx, struct fs_inode *in,
 	return 0;
 }
 
+/* Writes to a store whose credentials cannot write (ost_read_only: an
+ * Azure SAS without write permission) fail at once with EACCES, before
+ * anything is staged.  True when the request was answered. */
+static bool refused_write(fuse_req_t req, struct fs_ctx *ctx)
+{
+	if (!ost_read_only(ctx->st))
+		return false;
+	fuse_reply_err(req, EACCES);
+	return true;
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		       int to_set, struct fuse_file_info *fi)
 {
@@ -390,6 +401,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
+	if ((to_set & FUSE_SET_ATTR_SIZE) && refused_write(req, ctx))
+		return;
 	pthread_mutex_lock(&in->lock);
 	if ((to_set & FUSE_SET_ATTR_SIZE) && in->is_dir) {
 		rc = -EISDIR;
@@ -488,6 +501,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
+	if (writable && refused_write(req, ctx))
+		return;
 	fh = handle_new(ctx, in, writable);
 	if (!fh) {
 		fuse_reply_err(req, ENOMEM);
@@ -552,6 +567,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	char *key;
 	int rc;
 
+	if (refused_write(req, ctx))
+		return;
 	rc = child_of(ctx, parent, name, -EPERM, &key);
 	if (rc < 0)
 		goto out;
@@ -735,6 +752,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	bool staged = false;
 	int rc;
 
+	if (refused_write(req, ctx))
+		return;
 	rc = child_of(ctx, parent, name, -EPERM, &key);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
@@ -780,6 +799,8 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	int rc;
 
 	(void)mode;
+	if (refused_write(req, ctx))
+		return;
 	rc = child_of(ctx, parent, name, -EPERM, &key);
 	if (rc < 0)
 		goto out;
@@ -814,6 +835,8 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	size_t n_staged = 0, i;
 	int rc;
 
+	if (refused_write(req, ctx))
+		return;
 	rc = child_of(ctx, parent, name, -EPERM, &key);
 	if (rc < 0)
 		goto out;
@@ -918,6 +941,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	bool dst_exists;
 	int rc;
 
+	if (refused_write(req, ctx))
+		return;
 	if (flags & RENAME_EXCHANGE) {
 		fuse_reply_err(req, EINVAL);
 		return;

@@ -141,7 +141,7 @@ static int parse_source(const char *source, struct ost_az_resolved *r)
 		c = conf_env("BUCKET_NAME");
 		cl = strlen(c);
 	}
-	if (!cl || cl >= sizeof(r->container) || strchr(pfx, ':')) {
+	if (!cl || cl >= sizeof(r->container)) {
 		ch5_err("objstore: %s: expected az://CONTAINER[/PREFIX] (or "
 			"CONTAINER[:/PREFIX] with STORAGE_PLATFORM=Azure)",
 			source);

@@ -35,6 +35,7 @@ struct az {
 	unsigned char key[AZSIGN_KEY_MAX];
 	size_t keylen;	/* 0: no key, the SAS authorizes */
 	char *sas;	/* without '?', or NULL */
+	bool read_only; /* the SAS grants neither write nor create */
 	unsigned retries;
 	atomic_uint_least64_t resent; /* requests sent again (stats) */
 	uint64_t block_threshold, block_size;
@@ -775,6 +776,32 @@ static uint64_t az_retries(void *priv)
 	return atomic_load(&a->resent);
 }
 
+static bool az_read_only(void *priv)
+{
+	const struct az *a = priv;
+
+	return a->read_only;
+}
+
+/* The permissions (sp=) of a SAS token ("" when it has none). */
+static void sas_permissions(const char *sas, char *out, size_t size)
+{
+	const char *p = sas;
+
+	out[0] = '\0';
+	while (p && *p) {
+		if (!strncmp(p, "sp=", 3)) {
+			size_t n = strcspn(p + 3, "&");
+
+			snprintf(out, size, "%.*s", (int)(n < size ? n : size - 1),
+				 p + 3);
+			return;
+		}
+		p = strchr(p, '&');
+		p = p ? p + 1 : NULL;
+	}
+}
+
 static const struct ost_ops az_ops = {
 	.name = "azure",
 	.get = az_get,
@@ -784,6 +811,7 @@ static const struct ost_ops az_ops = {
 	.del = az_del,
 	.copy = az_copy,
 	.retries = az_retries,
+	.read_only = az_read_only,
 	.free = az_free,
 };
 
@@ -871,6 +899,16 @@ int ost_az_new(const struct ost_az_config *cfg, struct ost_backend **out)
 	    !a->container || !a->prefix || (!a->keylen && !a->sas)) {
 		az_free(a);
 		return -ENOMEM;
+	}
+	if (a->sas) {
+		char sp[32];
+
+		sas_permissions(a->sas, sp, sizeof(sp));
+		a->read_only = sp[0] && !strchr(sp, 'w') && !strchr(sp, 'c');
+		if (a->read_only)
+			ch5_info("objstore: azure: the SAS token grants no "
+				 "write permission (sp=%s): writes get EACCES",
+				 sp);
 	}
 	if (cfg->insecure && !strcmp(a->scheme, "https"))
 		ch5_warn("objstore: azure: TLS certificates are not verified "

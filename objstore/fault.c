@@ -136,6 +136,14 @@ static int fault_copy(void *priv, const char *src, const char *dst)
 	return rc ? rc : f->inner->ops->copy(f->inner->priv, src, dst);
 }
 
+static bool fault_read_only(void *priv)
+{
+	struct fault *f = priv;
+
+	return f->inner->ops->read_only &&
+	       f->inner->ops->read_only(f->inner->priv);
+}
+
 static uint64_t fault_retries(void *priv)
 {
 	struct fault *f = priv;
@@ -163,6 +171,7 @@ const struct ost_ops ost_fault_ops = {
     .del = fault_del,
     .copy = fault_copy,
     .retries = fault_retries,
+    .read_only = fault_read_only,
     .free = fault_free,
 };
 

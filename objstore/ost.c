@@ -569,6 +569,11 @@ void ost_stats_get(struct ost *st, struct ost_stats *out)
 			       : 0;
 }
 
+bool ost_read_only(const struct ost *st)
+{
+	return st->be->ops->read_only && st->be->ops->read_only(st->be->priv);
+}
+
 const char *ost_name(const struct ost *st)
 {
 	return st->name;

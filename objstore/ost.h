@@ -140,6 +140,12 @@ struct ost_ops {
 	 * was created.  Thread-safe.  NULL: it never retries. */
 	uint64_t (*retries)(void *priv);
 
+	/* Optional: true when the store is known to refuse every write with
+	 * these credentials (an Azure SAS without write permission), so the
+	 * file system can refuse writes before staging anything.  NULL:
+	 * false. */
+	bool (*read_only)(void *priv);
+
 	/* Free the instance. */
 	void (*free)(void *priv);
 };
@@ -382,6 +388,10 @@ struct ost_stats {
 };
 
 void ost_stats_get(struct ost *st, struct ost_stats *out);
+
+/* True when the backend knows its credentials cannot write (see
+ * ost_ops.read_only).  Thread-safe. */
+bool ost_read_only(const struct ost *st);
 
 /* Name of the backend ("local", "mem", "fault(local)"...). */
 const char *ost_name(const struct ost *st);
