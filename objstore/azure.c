@@ -128,26 +128,11 @@ static int build_url(const struct az *a, const struct az_req *r,
 		return -ENAMETOOLONG;
 	ul = n;
 	for (i = 0; i < r->n_query; i++) {
-		int k;
+		int rc = rest_url_query(url, &ul, usz, i == 0,
+					r->query[i].name, r->query[i].value);
 
-		if (ul + 2 >= usz)
-			return -ENAMETOOLONG;
-		url[ul++] = i ? '&' : '?';
-		k = sigv4_uri_encode(r->query[i].name,
-				     strlen(r->query[i].name), false, url + ul,
-				     usz - ul);
-		if (k < 0)
-			return k;
-		ul += k;
-		if (ul + 2 >= usz)
-			return -ENAMETOOLONG;
-		url[ul++] = '=';
-		k = sigv4_uri_encode(r->query[i].value,
-				     strlen(r->query[i].value), false,
-				     url + ul, usz - ul);
-		if (k < 0)
-			return k;
-		ul += k;
+		if (rc < 0)
+			return rc;
 	}
 	if (!a->keylen && a->sas) {
 		n = snprintf(url + ul, usz - ul, "%c%s", r->n_query ? '&' : '?',
@@ -275,10 +260,7 @@ static int az_errno(struct az *a, const struct az_req *r, int rc,
 			a->hostport,
 			r->x.error[0] ? r->x.error : strerror(-rc),
 			ost_http_hint(&r->x));
-		return rc == -ECONNREFUSED || rc == -ECONNRESET ||
-				       rc == -EHOSTUNREACH || rc == -EPROTO
-			       ? -EIO
-			       : rc;
+		return rest_transport_errno(rc);
 	}
 	if (st >= 200 && st < 300)
 		return 0;
@@ -293,34 +275,7 @@ static int az_errno(struct az *a, const struct az_req *r, int rc,
 	ch5_err("objstore: azure %s %s: HTTP %ld %s%s%s", r->method,
 		r->key ? r->key : "(container)", st, e->code,
 		e->message[0] ? ": " : "", e->message);
-	switch (st) {
-	case 400:
-		return -EINVAL;
-	case 401:
-	case 403:
-		return -EACCES;
-	case 404: /* ContainerNotFound, ResourceNotFound */
-		return -ENOENT;
-	case 408:
-	case 504:
-		return -ETIMEDOUT;
-	case 411:
-	case 413:
-		return -EINVAL;
-	case 507:
-		return -ENOSPC;
-	default:
-		return -EIO;
-	}
-}
-
-static void fill_info(const struct ost_http_xfer *x, struct ost_info *info,
-		      uint64_t size)
-{
-	memset(info, 0, sizeof(*info));
-	info->size = size;
-	info->mtime_ns = rest_http_date_ns(x->last_modified);
-	snprintf(info->etag, sizeof(info->etag), "%s", x->etag);
+	return rest_status_errno(st);
 }
 
 /* --- operations ---------------------------------------------------- */
@@ -340,7 +295,7 @@ static int az_props(struct az *a, struct az_req *r, const char *key,
 	r->x.capture[1] = capture;
 	rc = az_errno(a, r, az_send(a, r, &e), &e, NULL);
 	if (rc == 0 && info)
-		fill_info(&r->x, info, r->x.content_length > 0
+		rest_fill_info(&r->x, info, r->x.content_length > 0
 					       ? (uint64_t)r->x.content_length
 					       : 0);
 	free(r->x.text);
@@ -362,7 +317,6 @@ static int az_get(void *priv, const char *key, uint64_t off, void *buf,
 	struct az_req r = { .method = "GET", .key = key, .body_fd = -1 };
 	struct az_error e;
 	char range[64];
-	uint64_t total = 0;
 	int rc;
 
 	*got = 0;
@@ -383,15 +337,9 @@ static int az_get(void *priv, const char *key, uint64_t off, void *buf,
 	}
 	rc = az_errno(a, &r, rc, &e, NULL);
 	if (rc == 0) {
-		const char *slash = strchr(r.x.content_range, '/');
-
 		*got = r.x.got;
-		if (r.x.status == 206 && slash)
-			total = strtoull(slash + 1, NULL, 10);
-		else if (r.x.content_length >= 0)
-			total = r.x.content_length;
 		if (info)
-			fill_info(&r.x, info, total);
+			rest_fill_info(&r.x, info, rest_object_size(&r.x));
 	}
 	free(r.x.text);
 	return rc;
@@ -576,7 +524,6 @@ struct list_state {
 	char next[4096];
 	struct ost_list_entry cur; /* the <Blob> being read */
 	char cur_key[OST_KEY_MAX + 1];
-	bool in_blob;
 	int rc;
 };
 
@@ -612,35 +559,16 @@ static void on_list_xml(void *arg, const char *parent, const char *name,
 			snprintf(l->cur.info.etag, sizeof(l->cur.info.etag),
 				 "%s", text);
 	} else if (!strcmp(name, "Blob")) {
-		if (l->cur_key[0]) {
-			l->rc = rest_grow((void **)&res->objects, &l->cap_obj,
-					  res->n_objects,
-					  sizeof(*res->objects));
-			if (l->rc)
-				return;
-			l->cur.key = strdup(l->cur_key);
-			if (!l->cur.key) {
-				l->rc = -ENOMEM;
-				return;
-			}
-			rest_strip_quotes(l->cur.info.etag);
-			res->objects[res->n_objects++] = l->cur;
-		}
+		rest_strip_quotes(l->cur.info.etag);
+		if (l->cur_key[0])
+			l->rc = ost_list_add_object(res, &l->cap_obj,
+						     l->cur_key, &l->cur.info);
 		memset(&l->cur, 0, sizeof(l->cur));
 		l->cur_key[0] = '\0';
 	} else if (!strcmp(parent, "BlobPrefix") && !strcmp(name, "Name")) {
 		k = list_key(l, text);
-		if (!k || !*k)
-			return;
-		l->rc = rest_grow((void **)&res->prefixes, &l->cap_pfx,
-				  res->n_prefixes, sizeof(*res->prefixes));
-		if (l->rc)
-			return;
-		res->prefixes[res->n_prefixes] = strdup(k);
-		if (!res->prefixes[res->n_prefixes])
-			l->rc = -ENOMEM;
-		else
-			res->n_prefixes++;
+		if (k && *k)
+			l->rc = ost_list_add_prefix(res, &l->cap_pfx, k);
 	}
 }
 

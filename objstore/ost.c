@@ -200,20 +200,31 @@ static int lister_item(struct ost_lister *l, const char *item, size_t ilen)
 	return OST_LIST_OBJECT;
 }
 
+/* Make room for element n of *arr (elem bytes each, *cap allocated). */
+static int grow(void **arr, size_t *cap, size_t n, size_t elem)
+{
+	size_t nc;
+	void *a;
+
+	if (n < *cap)
+		return 0;
+	nc = *cap ? 2 * *cap : 16;
+	a = realloc(*arr, nc * elem);
+	if (!a)
+		return -ENOMEM;
+	*arr = a;
+	*cap = nc;
+	return 0;
+}
+
 static int lister_add_prefix(struct ost_lister *l, const char *s, size_t len)
 {
 	struct ost_list_result *res = l->res;
 	char *p;
 
-	if (res->n_prefixes == l->cap_pfx) {
-		size_t cap = l->cap_pfx ? 2 * l->cap_pfx : 16;
-		char **v = realloc(res->prefixes, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		res->prefixes = v;
-		l->cap_pfx = cap;
-	}
+	if (grow((void **)&res->prefixes, &l->cap_pfx, res->n_prefixes,
+		 sizeof(*res->prefixes)) < 0)
+		return -ENOMEM;
 	p = strndup(s, len);
 	if (!p)
 		return -ENOMEM;
@@ -243,30 +254,45 @@ int ost_lister_check(struct ost_lister *l, const char *key)
 	return v < 0 ? v : OST_LIST_SKIP;
 }
 
-int ost_lister_add(struct ost_lister *l, const char *key,
-		   const struct ost_info *info)
+int ost_list_add_object(struct ost_list_result *res, size_t *cap,
+			const char *key, const struct ost_info *info)
 {
-	struct ost_list_result *res = l->res;
 	struct ost_list_entry *e;
 
-	if (res->n_objects == l->cap_obj) {
-		size_t cap = l->cap_obj ? 2 * l->cap_obj : 16;
-		struct ost_list_entry *v =
-		    realloc(res->objects, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		res->objects = v;
-		l->cap_obj = cap;
-	}
+	if (grow((void **)&res->objects, cap, res->n_objects,
+		 sizeof(*res->objects)) < 0)
+		return -ENOMEM;
 	e = &res->objects[res->n_objects];
 	e->key = strdup(key);
 	if (!e->key)
 		return -ENOMEM;
 	e->info = *info;
 	res->n_objects++;
+	return 0;
+}
+
+int ost_list_add_prefix(struct ost_list_result *res, size_t *cap,
+			const char *prefix)
+{
+	if (grow((void **)&res->prefixes, cap, res->n_prefixes,
+		 sizeof(*res->prefixes)) < 0)
+		return -ENOMEM;
+	res->prefixes[res->n_prefixes] = strdup(prefix);
+	if (!res->prefixes[res->n_prefixes])
+		return -ENOMEM;
+	res->n_prefixes++;
+	return 0;
+}
+
+int ost_lister_add(struct ost_lister *l, const char *key,
+		   const struct ost_info *info)
+{
+	int rc = ost_list_add_object(l->res, &l->cap_obj, key, info);
+
+	if (rc < 0)
+		return rc;
 	l->n++;
-	l->last = e->key;
+	l->last = l->res->objects[l->res->n_objects - 1].key;
 	return 0;
 }
 

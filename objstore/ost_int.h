@@ -81,6 +81,14 @@ int ost_lister_add(struct ost_lister *l, const char *key,
  * OST_LIST_STOP or -ENOMEM. */
 int ost_lister_subtree(struct ost_lister *l, const char *q, size_t qlen);
 
+/* Add a copy of `key` with `info` to res->objects (*cap slots allocated,
+ * grown by doubling) / a copy of `prefix` to res->prefixes.  0 or
+ * -ENOMEM (res unchanged). */
+int ost_list_add_object(struct ost_list_result *res, size_t *cap,
+			const char *key, const struct ost_info *info);
+int ost_list_add_prefix(struct ost_list_result *res, size_t *cap,
+			const char *prefix);
+
 /* True if s[0..slen) starts with p[0..plen). */
 static inline bool ost_has_prefix(const char *s, size_t slen, const char *p,
 				  size_t plen)

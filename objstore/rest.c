@@ -14,6 +14,7 @@
 #include "ost.h"
 #include "ost_int.h"
 #include "rest.h"
+#include "sigv4.h"
 
 int64_t rest_http_date_ns(const char *s)
 {
@@ -148,24 +149,6 @@ void rest_backoff(unsigned n)
 	usleep((useconds_t)(cap / 2 + r % (cap / 2 + 1)));
 }
 
-/* Make room for item n of *arr (elem bytes each, *cap allocated).
- * 0 or -ENOMEM. */
-int rest_grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-	size_t nc;
-	void *a;
-
-	if (n < *cap)
-		return 0;
-	nc = *cap ? 2 * *cap : 64;
-	a = realloc(*arr, nc * elem);
-	if (!a)
-		return -ENOMEM;
-	*arr = a;
-	*cap = nc;
-	return 0;
-}
-
 void rest_strip_quotes(char *s)
 {
 	size_t n = strlen(s);
@@ -217,4 +200,75 @@ int rest_body_digest(const void *buf, int fd, uint64_t off, uint64_t len,
 	EVP_MD_CTX_free(c);
 	free(chunk);
 	return rc;
+}
+
+int rest_status_errno(long status)
+{
+	switch (status) {
+	case 400:
+	case 411:
+	case 413:
+		return -EINVAL;
+	case 401:
+	case 403:
+		return -EACCES;
+	case 404:
+		return -ENOENT;
+	case 408:
+	case 504:
+		return -ETIMEDOUT;
+	case 507:
+		return -ENOSPC;
+	default:
+		return -EIO;
+	}
+}
+
+int rest_transport_errno(int rc)
+{
+	return rc == -ECONNREFUSED || rc == -ECONNRESET ||
+			       rc == -EHOSTUNREACH || rc == -EPROTO
+		       ? -EIO
+		       : rc;
+}
+
+void rest_fill_info(const struct ost_http_xfer *x, struct ost_info *info,
+		    uint64_t size)
+{
+	memset(info, 0, sizeof(*info));
+	info->size = size;
+	info->mtime_ns = rest_http_date_ns(x->last_modified);
+	snprintf(info->etag, sizeof(info->etag), "%s", x->etag);
+}
+
+uint64_t rest_object_size(const struct ost_http_xfer *x)
+{
+	const char *slash = strchr(x->content_range, '/');
+
+	if (x->status == 206 && slash)
+		return strtoull(slash + 1, NULL, 10);
+	return x->content_length >= 0 ? (uint64_t)x->content_length : 0;
+}
+
+int rest_url_query(char *url, size_t *ul, size_t usz, bool first,
+		   const char *name, const char *value)
+{
+	int k;
+
+	if (*ul + 2 >= usz)
+		return -ENAMETOOLONG;
+	url[(*ul)++] = first ? '?' : '&';
+	k = sigv4_uri_encode(name, strlen(name), false, url + *ul, usz - *ul);
+	if (k < 0)
+		return k;
+	*ul += k;
+	if (*ul + 2 >= usz)
+		return -ENAMETOOLONG;
+	url[(*ul)++] = '=';
+	k = sigv4_uri_encode(value, strlen(value), false, url + *ul,
+			     usz - *ul);
+	if (k < 0)
+		return k;
+	*ul += k;
+	return 0;
 }

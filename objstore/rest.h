@@ -14,6 +14,9 @@
 
 #include <openssl/evp.h>
 
+#include "http.h"
+#include "ost.h"
+
 /* An RFC 1123 date ("Sun, 06 Nov 1994 08:49:37 GMT") in ns since the
  * epoch; 0 when it does not parse. */
 int64_t rest_http_date_ns(const char *s);
@@ -44,10 +47,6 @@ bool rest_transport_retryable(int rc);
  * full jitter. */
 void rest_backoff(unsigned n);
 
-/* Make room for element n of *arr (elem bytes each, *cap allocated),
- * doubling.  0 or -ENOMEM (*arr untouched). */
-int rest_grow(void **arr, size_t *cap, size_t n, size_t elem);
-
 /* Remove one pair of surrounding double quotes from s, in place. */
 void rest_strip_quotes(char *s);
 
@@ -57,5 +56,28 @@ void rest_strip_quotes(char *s);
  * early) or -ENOMEM. */
 int rest_body_digest(const void *buf, int fd, uint64_t off, uint64_t len,
 		     const EVP_MD *md, unsigned char *out, unsigned *outlen);
+
+/* The errno of an HTTP error status the backend has no more specific
+ * meaning for: 400, 411, 413 -EINVAL; 401, 403 -EACCES; 404 -ENOENT;
+ * 408, 504 -ETIMEDOUT; 507 -ENOSPC; others -EIO. */
+int rest_status_errno(long status);
+
+/* The errno a backend reports for a request that got no answer (rc from
+ * ost_http_run): a refused, reset or unreachable connection and a TLS
+ * failure are -EIO, others (-ETIMEDOUT, -ENOMEM...) themselves. */
+int rest_transport_errno(int rc);
+
+/* Object info from an answer's Last-Modified and ETag, with `size`. */
+void rest_fill_info(const struct ost_http_xfer *x, struct ost_info *info,
+		    uint64_t size);
+
+/* The object's whole size from a GET answer: Content-Range's total of a
+ * 206, else Content-Length. */
+uint64_t rest_object_size(const struct ost_http_xfer *x);
+
+/* Append "?name=value" (first) or "&name=value" to url (ul bytes used of
+ * usz), both URI-encoded (sigv4_uri_encode).  0 or -ENAMETOOLONG. */
+int rest_url_query(char *url, size_t *ul, size_t usz, bool first,
+		   const char *name, const char *value);
 
 #endif

@@ -115,26 +115,11 @@ static int build_url(struct s3 *s, const struct s3_req *r, char *path,
 		return -ENAMETOOLONG;
 	ul = n;
 	for (i = 0; i < r->n_query; i++) {
-		int a, b;
+		int rc = rest_url_query(url, &ul, usz, i == 0,
+					r->query[i].name, r->query[i].value);
 
-		if (ul + 2 >= usz)
-			return -ENAMETOOLONG;
-		url[ul++] = i ? '&' : '?';
-		a = sigv4_uri_encode(r->query[i].name,
-				     strlen(r->query[i].name), false, url + ul,
-				     usz - ul);
-		if (a < 0)
-			return a;
-		ul += a;
-		if (ul + 2 >= usz)
-			return -ENAMETOOLONG;
-		url[ul++] = '=';
-		b = sigv4_uri_encode(r->query[i].value,
-				     strlen(r->query[i].value), false,
-				     url + ul, usz - ul);
-		if (b < 0)
-			return b;
-		ul += b;
+		if (rc < 0)
+			return rc;
 	}
 	url[ul] = '\0';
 	return 0;
@@ -278,10 +263,7 @@ static int s3_errno(struct s3 *s, const struct s3_req *r, int rc,
 			r->method, r->key ? r->key : "(bucket)", s->scheme,
 			s->hostport, r->x.error[0] ? r->x.error : strerror(-rc),
 			ost_http_hint(&r->x));
-		return rc == -ECONNREFUSED || rc == -ECONNRESET ||
-				       rc == -EHOSTUNREACH || rc == -EPROTO
-			       ? -EIO
-			       : rc;
+		return rest_transport_errno(rc);
 	}
 	if (st >= 200 && st < 300)
 		return 0;
@@ -303,34 +285,7 @@ static int s3_errno(struct s3 *s, const struct s3_req *r, int rc,
 	    !strcmp(e->code, "ExpiredToken") ||
 	    !strcmp(e->code, "AccessDenied"))
 		return -EACCES;
-	switch (st) {
-	case 400:
-		return -EINVAL;
-	case 401:
-	case 403:
-		return -EACCES;
-	case 404: /* NoSuchBucket */
-		return -ENOENT;
-	case 408:
-	case 504:
-		return -ETIMEDOUT;
-	case 411:
-	case 413:
-		return -EINVAL;
-	case 507:
-		return -ENOSPC;
-	default:
-		return -EIO;
-	}
-}
-
-static void fill_info(const struct ost_http_xfer *x, struct ost_info *info,
-		      uint64_t size)
-{
-	memset(info, 0, sizeof(*info));
-	info->size = size;
-	info->mtime_ns = rest_http_date_ns(x->last_modified);
-	snprintf(info->etag, sizeof(info->etag), "%s", x->etag);
+	return rest_status_errno(st);
 }
 
 /* --- operations ---------------------------------------------------- */
@@ -344,7 +299,7 @@ static int s3_head(void *priv, const char *key, struct ost_info *info)
 
 	rc = s3_errno(s, &r, rc, &e, NULL);
 	if (rc == 0 && info)
-		fill_info(&r.x, info, r.x.content_length > 0
+		rest_fill_info(&r.x, info, r.x.content_length > 0
 					      ? (uint64_t)r.x.content_length
 					      : 0);
 	free(r.x.text);
@@ -358,7 +313,6 @@ static int s3_get(void *priv, const char *key, uint64_t off, void *buf,
 	struct s3_req r = { .method = "GET", .key = key, .body_fd = -1 };
 	struct s3_error e;
 	char range[64];
-	uint64_t total = 0;
 	int rc;
 
 	*got = 0;
@@ -379,15 +333,9 @@ static int s3_get(void *priv, const char *key, uint64_t off, void *buf,
 	}
 	rc = s3_errno(s, &r, rc, &e, NULL);
 	if (rc == 0) {
-		const char *slash = strchr(r.x.content_range, '/');
-
 		*got = r.x.got;
-		if (r.x.status == 206 && slash)
-			total = strtoull(slash + 1, NULL, 10);
-		else if (r.x.content_length >= 0)
-			total = r.x.content_length;
 		if (info)
-			fill_info(&r.x, info, total);
+			rest_fill_info(&r.x, info, rest_object_size(&r.x));
 	}
 	free(r.x.text);
 	return rc;
@@ -645,34 +593,16 @@ static void on_list_xml(void *arg, const char *parent, const char *name,
 			rest_strip_quotes(l->cur.info.etag);
 		}
 	} else if (!strcmp(name, "Contents")) {
-		if (l->cur_key[0]) {
-			l->rc = rest_grow((void **)&res->objects, &l->cap_obj,
-				     res->n_objects, sizeof(*res->objects));
-			if (l->rc)
-				return;
-			l->cur.key = strdup(l->cur_key);
-			if (!l->cur.key) {
-				l->rc = -ENOMEM;
-				return;
-			}
-			res->objects[res->n_objects++] = l->cur;
-		}
+		if (l->cur_key[0])
+			l->rc = ost_list_add_object(res, &l->cap_obj,
+						     l->cur_key, &l->cur.info);
 		memset(&l->cur, 0, sizeof(l->cur));
 		l->cur_key[0] = '\0';
 	} else if (!strcmp(parent, "CommonPrefixes") &&
 		   !strcmp(name, "Prefix")) {
 		k = list_key(l, text, buf, sizeof(buf));
-		if (!k || !*k)
-			return;
-		l->rc = rest_grow((void **)&res->prefixes, &l->cap_pfx,
-			     res->n_prefixes, sizeof(*res->prefixes));
-		if (l->rc)
-			return;
-		res->prefixes[res->n_prefixes] = strdup(k);
-		if (!res->prefixes[res->n_prefixes])
-			l->rc = -ENOMEM;
-		else
-			res->n_prefixes++;
+		if (k && *k)
+			l->rc = ost_list_add_prefix(res, &l->cap_pfx, k);
 	}
 }
 
