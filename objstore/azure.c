@@ -834,7 +834,7 @@ int ost_az_new(const struct ost_az_config *cfg, struct ost_backend **out)
 		sas_permissions(a->sas, sp, sizeof(sp));
 		a->read_only = sp[0] && !strchr(sp, 'w') && !strchr(sp, 'c');
 		if (a->read_only)
-			ch5_info("objstore: azure: the SAS token grants no "
+			ch5_warn("objstore: azure: the SAS token grants no "
 				 "write permission (sp=%s): writes get EACCES",
 				 sp);
 	}
