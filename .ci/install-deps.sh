@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install every Debian 12 package cloudh5 builds, tests and benchmarks with.
+# Install every Debian 12 package cloudh5 builds, tests and benchmarks with,
+# and the npm packages of tests/servers (Azurite).
 # Used by the README's quick start and by .ci/run.  Needs root (or sudo).
 set -euo pipefail
 pkgs=(
@@ -18,17 +19,40 @@ pkgs=(
   iproute2 iptables libnetfilter-queue-dev
   # bench/edit_bench.py's peer (rclone mount) and its byte count (strace)
   rclone strace
+  # the integration_az.* tests' Azurite (npm ci in tests/servers, below)
+  nodejs npm
 )
 missing=()
 for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && continue
+  # NodeSource's nodejs package carries its own npm and conflicts with
+  # Debian's: an npm that runs is enough.
+  [ "$p" = npm ] && command -v npm >/dev/null && continue
+  missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#pkgs[@]} packages present"
-  exit 0
+else
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
-echo "install-deps: installing ${missing[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# Azurite, at the version tests/servers/package.json pins (the exact tree
+# in its package-lock.json), into tests/servers/node_modules.  Its one
+# install script (protobufjs's version check) is not needed: skipped, as
+# newer npm does by default.
+servers=$(cd "$(dirname "$0")/../tests/servers" && pwd)
+want=$(cd "$servers" && node -p 'require("./package.json").dependencies.azurite')
+have=
+if [ -f "$servers/node_modules/azurite/package.json" ]; then
+  have=$(cd "$servers" && node -p 'require("./node_modules/azurite/package.json").version')
+fi
+if [ ! -x "$servers/node_modules/.bin/azurite-blob" ] || [ "$have" != "$want" ]; then
+  echo "install-deps: npm ci in $servers (azurite $want)"
+  (cd "$servers" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+else
+  echo "install-deps: azurite $have present in $servers/node_modules"
+fi

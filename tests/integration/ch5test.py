@@ -13,8 +13,14 @@ S3_ENDPOINT, S3_BUCKET, AWS_ACCESS_KEY_ID, ...) every Workspace gets a
 fresh key prefix of that bucket instead (s3://BUCKET/ch5-NAME-XXXX), the
 daemons mount that URL with the AWS_* variables in their environment, and
 everything that looks into or changes the store goes through the Store
-object (LocalStore, S3Store) with Debian's python3-botocore. A case that
-cannot run on S3 calls skip_unless_local() and is reported as SKIP.
+object (LocalStore, S3Store) with Debian's python3-botocore. Likewise
+CH5_STORE=az with CH5_AZ_ENV=FILE (the env file of
+tests/servers/azurite-up.sh: AZURE_STORAGE_CONNECTION_STRING, AZ_CONTAINER,
+...): a fresh blob name prefix of that container (az://CONTAINER/ch5-...),
+AZURE_STORAGE_CONNECTION_STRING in the daemons' environment, and AzStore
+(azblob.py, standard library only) as the view into the store. S3 and Azure
+are the remote stores (REMOTE). A case that cannot run on them calls
+skip_unless_local() and is reported as SKIP.
 
 Only the standard library, numpy, h5py and (for S3) botocore, all Debian
 packages, are used; run with /usr/bin/python3.
@@ -39,10 +45,19 @@ import time
 import traceback
 import uuid
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+import azblob  # noqa: E402  (tests/integration/azblob.py)
+
 FAKE = os.environ.get("CH5_FAKE_MOUNT") == "1"
-# Which store the workspaces use: "local" (file://DIR) or "s3".
+# Which store the workspaces use: "local" (file://DIR), "s3" or "az".
 STORE = os.environ.get("CH5_STORE") or "local"
 S3 = STORE == "s3" and not FAKE
+AZ = STORE == "az" and not FAKE
+# A store reached over the network (S3 or Azure): not a directory here.
+REMOTE = S3 or AZ
+STORES = ("local", "s3", "az")
 MAGIC = b"\x89CH5MAN\n"
 HDF5_SIG = b"\x89HDF\r\n\x1a\n"
 META = ".cloudh5"
@@ -74,8 +89,9 @@ class Skip(Exception):
 
 
 def skip_unless_local(why):
-    """Skips the calling test on S3 (see Skip), with `why` as the reason."""
-    if S3:
+    """Skips the calling test on S3 and Azure (see Skip), with `why` as the
+    reason."""
+    if REMOTE:
         raise Skip("local store only: " + why)
 
 
@@ -236,8 +252,8 @@ class Workspace:
         self.local = os.path.join(self.root, "local")
         self.mntdir = os.path.join(self.root, "mnt")
         os.makedirs(self.local)
-        # The store: store/ here, or a fresh prefix of the S3 bucket named
-        # after this directory.
+        # The store: store/ here, or a fresh prefix of the S3 bucket or
+        # Azure container named after this directory.
         self.store = new_store(os.path.join(self.root, "store"))
         if FAKE:
             self.mntdir = self.store.root
@@ -755,16 +771,175 @@ class S3Store:
             print("  could not empty %s: %r" % (self.url, e))
 
 
+def _az_conf():
+    """The settings of the Azure blob service from CH5_AZ_ENV (the
+    KEY=VALUE lines of tests/servers/azurite-up.sh)."""
+    path = os.environ.get("CH5_AZ_ENV")
+    if not path:
+        raise Fail("CH5_STORE=az but CH5_AZ_ENV (the env file of "
+                   "tests/servers/azurite-up.sh) is not set")
+    try:
+        conf = azblob.read_env_file(path)
+    except OSError as e:
+        raise Fail("CH5_AZ_ENV=%s: %s (is Azurite up?)" % (path, e))
+    for k in ("AZURE_STORAGE_CONNECTION_STRING", "AZ_CONTAINER"):
+        if not conf.get(k):
+            raise Fail("%s does not set %s" % (path, k))
+    try:
+        c = azblob.parse_connection_string(
+            conf["AZURE_STORAGE_CONNECTION_STRING"])
+    except ValueError as e:
+        raise Fail("%s: AZURE_STORAGE_CONNECTION_STRING: %s" % (path, e))
+    conf.setdefault("AZURE_STORAGE_ACCOUNT", c.get("AccountName", ""))
+    conf.setdefault("AZURE_BLOB_ENDPOINT", c.get("BlobEndpoint", ""))
+    conf.setdefault("AZURE_STORAGE_KEY", c.get("AccountKey", ""))
+    return conf
+
+
+_AZ_CLIENT = {}
+
+
+def _az_client(conf):
+    s = conf["AZURE_STORAGE_CONNECTION_STRING"]
+    if s not in _AZ_CLIENT:
+        _AZ_CLIENT[s] = azblob.Client.from_connection_string(s)
+    return _AZ_CLIENT[s]
+
+
+class AzStore:
+    """A blob name prefix of the Azure container of CH5_AZ_ENV: the store
+    az://CONTAINER/PREFIX. Keys are blob names verbatim below "PREFIX/" (no
+    escaping). Requests go through azblob.py (Shared Key)."""
+
+    kind = "az"
+
+    def __init__(self, name):
+        self.conf = _az_conf()
+        self.container = self.conf["AZ_CONTAINER"]
+        # Unique: the workspace's directory name plus random digits.
+        self.name = "%s-%s" % (name, uuid.uuid4().hex[:8])
+        self.prefix = self.name + "/"
+        self.url = "az://%s/%s" % (self.container, self.name)
+        self.root = None
+        self.client = _az_client(self.conf)
+        left = self.keys()
+        if left:
+            raise Fail("the fresh store %s is not empty: %s"
+                       % (self.url, left[:5]))
+
+    def env(self):
+        """The daemon's environment: ours without any AZURE_*, AWS_*,
+        STORAGE_PLATFORM or BUCKET_NAME setting (each could name another
+        store or credential), plus the connection string."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("AZURE_", "AWS_"))
+               and k not in ("STORAGE_PLATFORM", "BUCKET_NAME")}
+        env["AZURE_STORAGE_CONNECTION_STRING"] = \
+            self.conf["AZURE_STORAGE_CONNECTION_STRING"]
+        return env
+
+    def describe_env(self):
+        """The daemon's environment for its log: the connection string
+        with its AccountKey and SAS left out."""
+        shown = re.sub(r"((?:AccountKey|SharedAccessSignature)=)[^;]*",
+                       r"\1(hidden)",
+                       self.conf["AZURE_STORAGE_CONNECTION_STRING"],
+                       flags=re.I)
+        return "AZURE_STORAGE_CONNECTION_STRING='%s' " % shown
+
+    def keys(self, prefix=""):
+        """Keys of the blobs below PREFIX/prefix, without PREFIX/."""
+        pl = len(self.prefix)
+        names, _ = self.client.list_blobs(self.container,
+                                          self.prefix + prefix)
+        return sorted(n[pl:] for n in names)
+
+    def _props(self, key):
+        return self.client.get_blob_properties(self.container,
+                                               self.prefix + key)
+
+    def exists(self, key):
+        return self._props(key) is not None
+
+    def get(self, key):
+        return self.client.get_blob(self.container, self.prefix + key)
+
+    def head(self, key, n):
+        if n <= 0:
+            return b""
+        try:
+            return self.client.get_blob(self.container, self.prefix + key,
+                                        0, n - 1)
+        except azblob.AzError as e:
+            if e.status == 416:
+                return b""          # an empty blob
+            raise
+
+    def size(self, key):
+        p = self._props(key)
+        if p is None:
+            raise Fail("no object %r in %s" % (key, self.url))
+        return int(p["content-length"])
+
+    def put(self, key, data):
+        self.client.put_blob(self.container, self.prefix + key, data)
+
+    def delete(self, key):
+        self.client.delete_blob(self.container, self.prefix + key)
+
+    def assert_object_equals(self, key, expected):
+        data = self.get(key)
+        with open(expected, "rb") as f:
+            want = f.read()
+        if data != want:
+            n = min(len(data), len(want))
+            i = next((k for k in range(n) if data[k] != want[k]), n)
+            raise Fail("object %s of %s: %d bytes, %s has %d; first "
+                       "difference at offset %d: expected %s got %s"
+                       % (key, self.url, len(data), expected, len(want), i,
+                          want[i:i + 16].hex(), data[i:i + 16].hex()))
+
+    def copy_to(self, dst):
+        """Makes the AzStore dst a copy of this store (server-side Copy
+        Blob)."""
+        import concurrent.futures
+        dst.destroy()
+
+        def one(k):
+            self.client.copy_blob(dst.container, dst.prefix + k,
+                                  self.container, self.prefix + k)
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(one, self.keys()))
+
+    def destroy(self):
+        """Deletes every blob of the store."""
+        import concurrent.futures
+        try:
+            keys = self.keys()
+
+            def one(k):
+                self.client.delete_blob(self.container, self.prefix + k,
+                                        missing_ok=True)
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                list(pool.map(one, keys))
+        except Exception as e:  # the server may be gone: not a test failure
+            print("  could not empty %s: %r" % (self.url, e))
+
+
 def new_store(path):
     """A fresh, empty store: the directory `path` (created), or with
     CH5_STORE=s3 a new prefix of the bucket named after the directory that
     would hold `path` (a workspace: s3://BUCKET/ch5-NAME-XXXXXXXX-XXXXXXXX,
-    its directory's name plus random digits)."""
+    its directory's name plus random digits), with CH5_STORE=az the same
+    in the Azure container (az://CONTAINER/ch5-NAME-...)."""
     if S3:
         return S3Store(os.path.basename(os.path.dirname(
             os.path.abspath(path))))
-    if STORE != "local" and not FAKE:
-        raise Fail("CH5_STORE=%r: expected local or s3" % STORE)
+    if AZ:
+        return AzStore(os.path.basename(os.path.dirname(
+            os.path.abspath(path))))
+    if STORE not in STORES and not FAKE:
+        raise Fail("CH5_STORE=%r: expected local, s3 or az" % STORE)
     os.makedirs(path)
     return LocalStore(path)
 
@@ -1085,8 +1260,18 @@ class Runner:
             print("store: S3, bucket %s at %s (CH5_STORE=s3, CH5_S3_ENV=%s)"
                   % (conf["S3_BUCKET"], conf["S3_ENDPOINT"],
                      os.environ.get("CH5_S3_ENV")))
-        elif STORE != "local" and not FAKE:
-            print("FATAL: CH5_STORE=%r: expected local or s3" % STORE)
+        elif AZ:
+            try:
+                conf = _az_conf()
+            except Fail as e:
+                print("FATAL: %s" % e)
+                sys.exit(1)
+            print("store: Azure, container %s at %s (CH5_STORE=az, "
+                  "CH5_AZ_ENV=%s)" % (conf["AZ_CONTAINER"],
+                                      conf["AZURE_BLOB_ENDPOINT"],
+                                      os.environ.get("CH5_AZ_ENV")))
+        elif STORE not in STORES and not FAKE:
+            print("FATAL: CH5_STORE=%r: expected local, s3 or az" % STORE)
             sys.exit(1)
         if FAKE:
             print("*" * 72)
@@ -1183,7 +1368,8 @@ class Runner:
         cleanup_all()
         dt = time.monotonic() - self.t0
         print("%s%s: %d passed, %d failed%s (%.1fs)"
-              % (self.title, " [S3]" if S3 else "", len(self.passed),
+              % (self.title, " [S3]" if S3 else " [Azure]" if AZ else "",
+                 len(self.passed),
                  len(self.failed), ", %d skipped (%s)" % (
                      len(self.skipped), " ".join(self.skipped))
                  if self.skipped else "", dt))

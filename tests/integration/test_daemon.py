@@ -7,7 +7,9 @@ hangs here, so every step has a deadline.
 usage: test_daemon.py --mount-bin build/fs/mount.cloudh5 [-k NAME]...
 """
 
+import base64
 import os
+import re
 import subprocess
 import sys
 import time
@@ -138,18 +140,30 @@ def untouched_daemon_exits(binary):
 
 @test
 def bad_store_fails_the_mount(binary):
-    """A wrong secret (S3) or a missing directory (local) fails the mount
-    itself, with a message on the terminal and a non-zero exit, before
-    anything is mounted."""
+    """A wrong secret (S3), a wrong account key (Azure) or a missing
+    directory (local) fails the mount itself, with a message on the
+    terminal and a non-zero exit, before anything is mounted."""
     with T.Workspace(binary, name="badstore") as ws:
         mnt, spool = ws.mntdir, os.path.join(ws.root, "spool")
         os.makedirs(mnt, exist_ok=True)
         store = ws.store
         env = store.env() if hasattr(store, "env") else None
-        if getattr(store, "kind", "local") == "s3":
+        secret = b"not-the-secret"
+        kind = getattr(store, "kind", "local")
+        if kind == "s3":
             url = store.url
             env = dict(env or os.environ)
             env["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
+            want = b"access denied"
+        elif kind == "az":
+            # A well-formed key (Base64 of 64 bytes), just not the
+            # account's.
+            url = store.url
+            secret = base64.b64encode((b"not-the-secret" * 5)[:64])
+            env = dict(env)
+            env["AZURE_STORAGE_CONNECTION_STRING"] = re.sub(
+                r"AccountKey=[^;]*", "AccountKey=" + secret.decode(),
+                env["AZURE_STORAGE_CONNECTION_STRING"])
             want = b"access denied"
         else:
             url = "file://" + os.path.join(ws.root, "no-such-dir")
@@ -160,7 +174,7 @@ def bad_store_fails_the_mount(binary):
         T.check(r.returncode != 0, "the mount of a bad store exited 0")
         T.check(want in out, "no clear message (want %r): %s"
                 % (want, out.decode(errors="replace")))
-        T.check(b"not-the-secret" not in out, "the secret was printed")
+        T.check(secret not in out, "the secret was printed")
         T.check(not T._is_mounted(mnt), "something got mounted")
         return out.decode(errors="replace").strip().splitlines()[-1]
 

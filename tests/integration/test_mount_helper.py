@@ -9,15 +9,19 @@ SIGTERM to the daemon during a commit loses nothing.
 
 On S3 (CH5_STORE=s3) the store is given as an administrator writes it in
 fstab: the bucket URL with endpoint=, region= and passwd_file= options,
-and no AWS_* variable in the environment.
+and no AWS_* variable in the environment.  On Azure (CH5_STORE=az) alike:
+az://CONTAINER/PREFIX with endpoint= and passwd_file= (ACCOUNT:KEY), and
+no AZURE_* variable.
 
 /sbin/mount.cloudh5 is global: the test puts back whatever was there
-(CTest runs the local and S3 variants one at a time: RESOURCE_LOCK).
+(CTest runs the local, S3 and Azure variants one at a time:
+RESOURCE_LOCK).
 
 usage: test_mount_helper.py --mount-bin BUILD/fs/mount.cloudh5
                             --build-dir BUILD [-k NAME]...
 """
 
+import base64
 import os
 import shutil
 import signal
@@ -51,9 +55,12 @@ def text(r):
 
 
 def clean_env():
-    """The environment mount(8) gets: ours without any AWS_* setting and
-    without ~/.aws files, so only the mount options name the store."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    """The environment mount(8) gets: ours without any AWS_* or AZURE_*
+    setting (nor STORAGE_PLATFORM, BUCKET_NAME) and without ~/.aws files,
+    so only the mount options name the store."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "AZURE_"))
+           and k not in ("STORAGE_PLATFORM", "BUCKET_NAME")}
     env.update(AWS_CONFIG_FILE="/dev/null",
                AWS_SHARED_CREDENTIALS_FILE="/dev/null")
     return env
@@ -63,7 +70,17 @@ def source_and_opts(ws, secret=None):
     """(SOURCE, [options]) naming ws's store the way fstab does."""
     store = ws.store
     opts = ["spool_dir=" + os.path.join(ws.root, "spool")]
-    if getattr(store, "kind", "local") != "s3":
+    kind = getattr(store, "kind", "local")
+    if kind == "az":
+        c = store.conf
+        pw = os.path.join(ws.root, "passwd")
+        with open(pw, "w") as f:
+            f.write("%s:%s\n" % (c["AZURE_STORAGE_ACCOUNT"],
+                                secret or c["AZURE_STORAGE_KEY"]))
+        os.chmod(pw, 0o600)
+        opts += ["endpoint=" + c["AZURE_BLOB_ENDPOINT"], "passwd_file=" + pw]
+        return store.url, opts
+    if kind != "s3":
         return "file://" + store.root, opts
     c = store.conf
     pw = os.path.join(ws.root, "passwd")
@@ -291,12 +308,14 @@ def bad_option_fails(binary):
 
 @test
 def bad_credentials_fail(binary):
-    """S3: a wrong secret and a passwd_file others can read each fail the
-    mount with a message; local: a missing directory does."""
+    """S3 and Azure: a wrong secret (account key) and a passwd_file others
+    can read each fail the mount with a message; local: a missing
+    directory does."""
     install()
     with T.Workspace(binary, name="badcred") as ws:
         os.makedirs(ws.mntdir)
-        if getattr(ws.store, "kind", "local") != "s3":
+        kind = getattr(ws.store, "kind", "local")
+        if kind not in ("s3", "az"):
             src = "file://" + os.path.join(ws.root, "no-such-dir")
             opts = ["spool_dir=" + os.path.join(ws.root, "spool")]
             r = mount_t(src, ws.mntdir, opts)
@@ -304,12 +323,15 @@ def bad_credentials_fail(binary):
                     "a missing store: exit %d, %s" % (r.returncode, text(r)))
             T.check(mounted_as(ws.mntdir) is None, "something got mounted")
             return text(r).splitlines()[0]
-        src, opts = source_and_opts(ws, secret="not-the-secret")
+        # Azure: a well-formed key (Base64 of 64 bytes), not the account's.
+        secret = "not-the-secret" if kind == "s3" else \
+            base64.b64encode((b"not-the-secret" * 5)[:64]).decode()
+        src, opts = source_and_opts(ws, secret=secret)
         r = mount_t(src, ws.mntdir, opts)
         T.check(r.returncode != 0, "a wrong secret mounted")
         T.check(b"access denied" in r.stdout, "no clear message: %s"
                 % text(r))
-        T.check(b"not-the-secret" not in r.stdout, "the secret was printed")
+        T.check(secret.encode() not in r.stdout, "the secret was printed")
         T.check(mounted_as(ws.mntdir) is None, "something got mounted")
         first = text(r).splitlines()[-1]
         src, opts = source_and_opts(ws)
