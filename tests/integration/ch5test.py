@@ -594,6 +594,23 @@ def rgw_down(state):
                     "--keep"], timeout=120)
 
 
+def _print_ceph_health():
+    """After a failure on S3: what the test server's Ceph cluster says of
+    itself (a full OSD pauses writes: PUTs hang until they time out)."""
+    try:
+        conf = _s3_conf().get("CEPH_CONF")
+        if not conf:
+            return
+        r = subprocess.run(["ceph", "-c", conf, "--connect-timeout", "10",
+                            "health", "detail"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=20)
+        print("     --- ceph health detail ---")
+        for ln in r.stdout.decode(errors="replace").splitlines()[:20]:
+            print("     | " + ln)
+    except (Fail, OSError, subprocess.TimeoutExpired) as e:
+        print("     (no ceph health: %s)" % e)
+
+
 def _s3_conf():
     """The settings of the S3 server from CH5_S3_ENV (KEY=VALUE lines)."""
     path = os.environ.get("CH5_S3_ENV")
@@ -1363,6 +1380,8 @@ class Runner:
                   % (log, min(lines, len(text))))
             for ln in text[-lines:]:
                 print("     | " + ln)
+        if S3:
+            _print_ceph_health()
 
     def finish(self):
         cleanup_all()

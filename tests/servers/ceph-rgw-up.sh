@@ -178,6 +178,13 @@ mon warn on pool no redundancy = false
 mon max pg per osd = 1000
 mon data avail warn = 1
 mon data avail crit = 0
+# A full OSD pauses every write (RGW's PUTs hang, then time out): the
+# memstore holds the whole suite's objects at once, so allow it nearly
+# full, and free deleted objects' tails soon (GC) rather than in an hour.
+mon osd full ratio = 0.99
+mon osd backfillfull ratio = 0.98
+mon osd nearfull ratio = 0.97
+osd failsafe full ratio = 0.995
 # quiet, and fast to converge on a single node
 debug ms = 0/0
 mon warn on insecure global id reclaim allowed = false
@@ -206,7 +213,8 @@ rgw dns name = $DNS_NAME
 rgw thread pool size = 32
 rgw enable usage log = false
 rgw enable ops log = false
-rgw gc processor period = 3600
+rgw gc processor period = 10
+rgw gc obj min wait = 0
 rgw enable lc threads = false
 rgw dynamic resharding = false
 rgw init timeout = $TIMEOUT
