@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 
 #include "cache.h"
+#include "diskcache.h"
 #include "ost.h"
 #include "log.h"
 
@@ -31,6 +32,7 @@ struct cache_entry {
 	uint8_t *data;
 	size_t len;	 /* expected (LOADING) or actual (READY) bytes */
 	bool ready;	 /* guarded by fs_cache.lock */
+	bool from_disk;	 /* read from the disk tier, not the store */
 	unsigned refs;	 /* readers in callbacks + the GET in flight */
 	struct cache_waiter *waiters; /* LOADING only */
 	struct cache_entry *hnext;    /* hash chain */
@@ -54,6 +56,7 @@ struct free_buf {
 
 struct fs_cache {
 	struct ost *st;
+	struct fs_dcache *disk; /* or NULL */
 	uint64_t budget;
 	uint32_t block_size;
 	pthread_mutex_t lock;
@@ -260,6 +263,9 @@ static void fetch_done(struct ost_req *req)
 		w->cb(w->arg, rc, rc ? NULL : e->data, rc ? 0 : e->len);
 		free(w);
 	}
+	/* The entry is READY and referenced: its bytes stay put. */
+	if (rc == 0 && c->disk && !e->from_disk)
+		fs_dcache_put(c->disk, e->key, e->ver, e->blk, e->data, e->len);
 
 	pthread_mutex_lock(&c->lock);
 	if (rc == 0) {
@@ -365,6 +371,14 @@ int fs_cache_get(struct fs_cache *c, const char *key, const char *ver,
 	e->req.arg = e;
 	pthread_mutex_unlock(&c->lock);
 
+	if (c->disk && fs_dcache_get(c->disk, e->key, e->ver, blk, e->data,
+				     e->len) == 0) {
+		e->from_disk = true;
+		e->req.rc = 0;
+		e->req.got = e->len;
+		fetch_done(&e->req);
+		return 0;
+	}
 	rc = ost_submit(c->st, &e->req);
 	if (rc < 0) {
 		e->req.rc = rc;
@@ -427,6 +441,11 @@ void fs_cache_free(struct fs_cache *c)
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->idle);
 	free(c);
+}
+
+void fs_cache_set_disk(struct fs_cache *c, struct fs_dcache *d)
+{
+	c->disk = d;
 }
 
 uint32_t fs_cache_block_size(const struct fs_cache *c)

@@ -41,6 +41,14 @@ void fs_cache_free(struct fs_cache *c);
 
 uint32_t fs_cache_block_size(const struct fs_cache *c);
 
+struct fs_dcache;
+
+/* Put the disk tier `d` (borrowed; it must outlive the cache; NULL for
+ * none) under the cache: a miss reads the block from disk before it asks
+ * the store, and a block fetched from the store is written there after its
+ * readers were served.  Call before the first fs_cache_get(). */
+void fs_cache_set_disk(struct fs_cache *c, struct fs_dcache *d);
+
 /* Ask for block `blk` of object `key` (copied), whose total size is
  * `obj_size` bytes.  `ver` (copied; NULL = "") names the object's version
  * for objects that can be overwritten in place (plain objects: their ETag),

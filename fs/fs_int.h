@@ -37,6 +37,8 @@ struct fs_config {
 	char *spool_dir;     /* where stages live */
 	char *fault;	     /* fault-injection spec, or NULL */
 	uint64_t cache_size; /* block cache budget, bytes */
+	const char *cache_dir; /* disk tier directory, or NULL (borrowed) */
+	uint64_t cache_disk_size; /* its budget, bytes */
 	uint64_t cache_block;  /* block cache unit, bytes */
 	uint64_t block_size;   /* contiguous/raw object size, bytes */
 	uint64_t readahead;    /* max readahead window, bytes */
@@ -163,6 +165,7 @@ struct fs_ctx {
 	struct fs_config cfg;
 	struct ost *st;
 	struct fs_cache *cache;
+	struct fs_dcache *dcache; /* the cache's disk tier, or NULL */
 	struct fuse_session *se;
 	pthread_mutex_t itable_lock; /* guards the inode table */
 	struct fs_inode **by_ino;

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "diskcache.h"
 #include "fs_int.h"
 #include "spool.h"
 #include "azure.h"
@@ -32,6 +33,7 @@ extern const struct fuse_lowlevel_ops fs_ops;
 /* Raw option strings, converted after parsing. */
 struct raw_opts {
 	char *cache_size, *cache_block, *block_size, *readahead;
+	char *cache_dir, *cache_disk_size;
 	char *uid, *gid, *umask, *attr_timeout, *spool_dir, *fault;
 	/* S3 */
 	char *endpoint, *region, *addressing, *passwd_file, *profile;
@@ -50,6 +52,8 @@ struct raw_opts {
 #define OPT(t, p) { t, offsetof(struct raw_opts, p), 1 }
 static const struct fuse_opt opt_table[] = {
 	OPT("cache_size=%s", cache_size),
+	OPT("cache_dir=%s", cache_dir),
+	OPT("cache_disk_size=%s", cache_disk_size),
 	OPT("cache_block=%s", cache_block),
 	OPT("block_size=%s", block_size),
 	OPT("readahead=%s", readahead),
@@ -101,6 +105,9 @@ static const char usage[] =
 	"  -f                   stay in the foreground\n"
 	"  -d, -o debug         request-level logs (implies -f)\n"
 	"  -o cache_size=N      block cache budget in bytes (K/M/G; 256M)\n"
+	"  -o cache_dir=DIR     keep fetched blocks on disk too (lz4), across\n"
+	"                       mounts\n"
+	"  -o cache_disk_size=N  byte budget of cache_dir (4G)\n"
 	"  -o cache_block=N     block cache unit in bytes (1M)\n"
 	"  -o block_size=N      object size for contiguous data (8M)\n"
 	"  -o readahead=N       largest readahead window in bytes (32M)\n"
@@ -267,6 +274,21 @@ static int convert_opts(struct raw_opts *raw, struct fs_config *cfg)
 	cfg->readahead = 32ULL << 20;
 	cfg->attr_timeout = 1.0;
 	rc |= parse_size("cache_size", raw->cache_size, &cfg->cache_size);
+	cfg->cache_disk_size = 4ULL << 30;
+	rc |= parse_size("cache_disk_size", raw->cache_disk_size,
+			 &cfg->cache_disk_size);
+	if (raw->cache_dir && raw->cache_dir[0] != '/') {
+		fprintf(stderr, "mount.cloudh5: cache_dir must be an absolute "
+				"path (the daemon changes to /): '%s'\n",
+			raw->cache_dir);
+		rc = -EINVAL;
+	}
+	if (raw->cache_dir && cfg->cache_disk_size < (1u << 20)) {
+		fprintf(stderr, "mount.cloudh5: cache_disk_size must be at "
+				"least 1M\n");
+		rc = -EINVAL;
+	}
+	cfg->cache_dir = raw->cache_dir;
 	rc |= parse_size("cache_block", raw->cache_block, &cfg->cache_block);
 	rc |= parse_size("block_size", raw->block_size, &cfg->block_size);
 	rc |= parse_size("readahead", raw->readahead, &cfg->readahead);
@@ -640,6 +662,17 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "mount.cloudh5: out of memory\n");
 		goto out;
 	}
+	if (ctx.cfg.cache_dir) {
+		int drc = fs_dcache_open(ctx.cfg.cache_dir,
+					 ctx.cfg.cache_disk_size, &ctx.dcache);
+
+		if (drc < 0) {
+			fprintf(stderr, "mount.cloudh5: cache_dir %s: %s\n",
+				ctx.cfg.cache_dir, strerror(-drc));
+			goto out;
+		}
+		fs_cache_set_disk(ctx.cache, ctx.dcache);
+	}
 	recover_kept_stages(&ctx);
 	if (fuse_set_signal_handlers(ctx.se) < 0)
 		goto out;
@@ -674,6 +707,7 @@ out:
 		fuse_session_destroy(ctx.se);
 	fs_release_all(&ctx);
 	fs_cache_free(ctx.cache);
+	fs_dcache_close(ctx.dcache);
 	fs_pagefill_free(&ctx);
 	fs_itable_release(&ctx);
 	ost_free(ctx.st);
@@ -681,6 +715,8 @@ out:
 	free(ctx.cfg.spool_dir);
 	free(ctx.cfg.fault);
 	free(raw.cache_size);
+	free(raw.cache_dir);
+	free(raw.cache_disk_size);
 	free(raw.cache_block);
 	free(raw.block_size);
 	free(raw.readahead);

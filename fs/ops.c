@@ -17,6 +17,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "diskcache.h"
 #include "fs_int.h"
 #include "log.h"
 
@@ -1340,6 +1341,18 @@ int fs_stats_format(struct fs_ctx *ctx, char *buf, size_t size)
 	     "\ncache.fetching %" PRIu64 "\n",
 	     cs.hits, cs.misses, cs.joins, cs.evictions, cs.bytes, cs.blocks,
 	     cs.fetching);
+	if (ctx->dcache) {
+		struct fs_dcache_stats ds;
+
+		fs_dcache_stats_get(ctx->dcache, &ds);
+		EMIT("disk.hits %" PRIu64 "\ndisk.misses %" PRIu64
+		     "\ndisk.bytes %" PRIu64 "\ndisk.blocks %" PRIu64
+		     "\ndisk.evictions %" PRIu64 "\ndisk.writes %" PRIu64
+		     "\ndisk.bytes_saved %" PRIu64
+		     "\ndisk.write_errors %" PRIu64 "\n",
+		     ds.hits, ds.misses, ds.bytes, ds.files, ds.evictions,
+		     ds.writes, ds.bytes_saved, ds.write_errors);
+	}
 	EMIT("reads %" PRIu64 "\npagecache.stored %" PRIu64 "\n",
 	     __atomic_load_n(&ctx->reads, __ATOMIC_RELAXED),
 	     fs_pagefill_stored(ctx));
