@@ -557,7 +557,8 @@ static int scan(struct fs_dcache *d)
 		}
 		closedir(dir);
 	}
-	qsort(all, n, sizeof(*all), by_mtime);
+	if (n)
+		qsort(all, n, sizeof(*all), by_mtime);
 	for (i = 0; i < n; i++) {
 		struct dentry *e = all[i];
 
