@@ -617,14 +617,8 @@ def _s3_conf():
     if not path:
         raise Fail("CH5_STORE=s3 but CH5_S3_ENV (the env file of "
                    "tests/servers/ceph-rgw-up.sh) is not set")
-    conf = {}
     try:
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if line and not line.startswith("#") and "=" in line:
-                    k, v = line.split("=", 1)
-                    conf[k.strip()] = v.strip().strip("'\"")
+        conf = azblob.read_env_file(path)
     except OSError as e:
         raise Fail("CH5_S3_ENV=%s: %s (is the S3 server up?)" % (path, e))
     for k in ("S3_ENDPOINT", "S3_BUCKET", "AWS_ACCESS_KEY_ID",
@@ -654,7 +648,30 @@ def _s3_client(conf):
     return _S3_CLIENT[key]
 
 
-class S3Store:
+class _RemoteStore:
+    """What S3Store and AzStore share: everything built on get() and
+    keys()."""
+
+    def assert_object_equals(self, key, expected):
+        data = self.get(key)
+        with open(expected, "rb") as f:
+            want = f.read()
+        if data != want:
+            n = min(len(data), len(want))
+            i = next((k for k in range(n) if data[k] != want[k]), n)
+            raise Fail("object %s of %s: %d bytes, %s has %d; first "
+                       "difference at offset %d: expected %s got %s"
+                       % (key, self.url, len(data), expected, len(want), i,
+                          want[i:i + 16].hex(), data[i:i + 16].hex()))
+
+    def _copy_all(self, one):
+        """Runs one(key) for every key of this store, 16 at a time."""
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(one, self.keys()))
+
+
+class S3Store(_RemoteStore):
     """A key prefix of the S3 bucket of CH5_S3_ENV: the store
     s3://BUCKET/PREFIX. Keys are verbatim below "PREFIX/" (no escaping)."""
 
@@ -751,30 +768,16 @@ class S3Store:
     def delete(self, key):
         self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
 
-    def assert_object_equals(self, key, expected):
-        data = self.get(key)
-        with open(expected, "rb") as f:
-            want = f.read()
-        if data != want:
-            n = min(len(data), len(want))
-            i = next((k for k in range(n) if data[k] != want[k]), n)
-            raise Fail("object %s of %s: %d bytes, %s has %d; first "
-                       "difference at offset %d: expected %s got %s"
-                       % (key, self.url, len(data), expected, len(want), i,
-                          want[i:i + 16].hex(), data[i:i + 16].hex()))
-
     def copy_to(self, dst):
         """Makes the S3Store dst a copy of this store (server-side
         copies)."""
-        import concurrent.futures
         dst.destroy()
 
         def one(k):
             self.client.copy_object(
                 Bucket=dst.bucket, Key=dst.prefix + k,
                 CopySource={"Bucket": self.bucket, "Key": self.prefix + k})
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            list(pool.map(one, self.keys()))
+        self._copy_all(one)
 
     def destroy(self):
         """Deletes every object of the store."""
@@ -823,7 +826,7 @@ def _az_client(conf):
     return _AZ_CLIENT[s]
 
 
-class AzStore:
+class AzStore(_RemoteStore):
     """A blob name prefix of the Azure container of CH5_AZ_ENV: the store
     az://CONTAINER/PREFIX. Keys are blob names verbatim below "PREFIX/" (no
     escaping). Requests go through azblob.py (Shared Key)."""
@@ -904,29 +907,15 @@ class AzStore:
     def delete(self, key):
         self.client.delete_blob(self.container, self.prefix + key)
 
-    def assert_object_equals(self, key, expected):
-        data = self.get(key)
-        with open(expected, "rb") as f:
-            want = f.read()
-        if data != want:
-            n = min(len(data), len(want))
-            i = next((k for k in range(n) if data[k] != want[k]), n)
-            raise Fail("object %s of %s: %d bytes, %s has %d; first "
-                       "difference at offset %d: expected %s got %s"
-                       % (key, self.url, len(data), expected, len(want), i,
-                          want[i:i + 16].hex(), data[i:i + 16].hex()))
-
     def copy_to(self, dst):
         """Makes the AzStore dst a copy of this store (server-side Copy
         Blob)."""
-        import concurrent.futures
         dst.destroy()
 
         def one(k):
             self.client.copy_blob(dst.container, dst.prefix + k,
                                   self.container, self.prefix + k)
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            list(pool.map(one, self.keys()))
+        self._copy_all(one)
 
     def destroy(self):
         """Deletes every blob of the store."""

@@ -14,34 +14,9 @@
 #include <string.h>
 
 #include "sigv4.h"
+#include "hexfields.h"
 
-#define MAXF 512
-
-/* Every string of the current line, freed before the next one. */
-static char *owned[2 * MAXF + 16];
-static size_t n_owned;
-
-static char *unhex(const char *s)
-{
-	size_t n = strlen(s), i;
-	char *out = malloc(n / 2 + 1);
-
-	if (!out)
-		exit(2);
-	if (!strcmp(s, "-"))
-		n = 0;
-	for (i = 0; i + 1 < n; i += 2) {
-		unsigned v;
-
-		if (sscanf(s + i, "%2x", &v) != 1)
-			exit(2);
-		out[i / 2] = (char)v;
-	}
-	out[n / 2] = '\0';
-	if (n_owned < sizeof(owned) / sizeof(owned[0]))
-		owned[n_owned++] = out;
-	return out;
-}
+#define MAXF HEXFIELDS_MAX
 
 int main(void)
 {
@@ -96,8 +71,7 @@ int main(void)
 		else
 			printf("%s\n", out);
 		fflush(stdout);
-		while (n_owned)
-			free(owned[--n_owned]);
+		hexfields_free();
 	}
 	free(line);
 	return 0;
