@@ -327,6 +327,18 @@ def mount_stats(ws):
     return out
 
 
+def wait_idle(ws, timeout=30):
+    """Waits until the mount has no store request in flight (a read that
+    failed may leave readahead or page-fill requests still retrying) and
+    returns its counters."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = mount_stats(ws)
+        if st["requests.in_flight"] == 0 or time.monotonic() > deadline:
+            return st
+        time.sleep(0.05)
+
+
 def parse_size(s):
     mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     if s and s[-1].upper() in mult:

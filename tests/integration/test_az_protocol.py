@@ -398,6 +398,7 @@ def transient_errors_are_retried(binary):
                            stdout=subprocess.PIPE, timeout=120)
         T.check(r.stdout.decode().strip() == "EIO", "past the retry budget:"
                 " %r, want EIO" % r.stdout)
+        T.wait_idle(ws)  # every attempt of every request over
         per_key = {}
         for _, tgt, _, _ in PROXY.requests("GET", "/c/x.h5/"):
             per_key[tgt.split("?")[0]] = per_key.get(tgt.split("?")[0], 0) + 1

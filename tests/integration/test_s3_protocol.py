@@ -224,6 +224,7 @@ def retry_budget_exhausted_gives_eio(binary):
         got = r.stdout.decode().strip()
         T.check(got == "EIO", "a read past the retry budget gave %r, want "
                 "EIO" % got)
+        T.wait_idle(ws)  # every attempt of every request over
         per_key = {}
         for m, tgt, s, inj in SRV.proxy.requests("GET", "/c/z.h5/"):
             per_key[tgt.split("?")[0]] = per_key.get(tgt.split("?")[0], 0) + 1
