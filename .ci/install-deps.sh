@@ -19,6 +19,8 @@ pkgs=(
   iproute2 iptables libnetfilter-queue-dev
   # bench/edit_bench.py's peer (rclone mount) and its byte count (strace)
   rclone strace
+  # thread stacks of a daemon that does not answer (ch5test.Mount)
+  gdb
   # the integration_az.* tests' Azurite (npm ci in tests/servers, below)
   nodejs npm
 )

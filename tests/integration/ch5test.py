@@ -173,11 +173,30 @@ class Mount:
                 raise Fail("mount.cloudh5 exited with status %d before the "
                            "mount appeared (log %s)" % (rc, self.log))
             if time.monotonic() > deadline:
+                self._dump_stacks()
                 self._kill()
-                raise Fail("mount did not appear within 20 s (log %s)"
-                           % self.log)
+                raise Fail("mount did not appear within 20 s (log %s, "
+                           "with the daemon's thread stacks)" % self.log)
             time.sleep(0.05)
         return self
+
+    def _dump_stacks(self):
+        """Appends every thread's stack of the daemon (gdb) to its log:
+        where a daemon that does not answer is waiting."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            r = subprocess.run(["gdb", "-p", str(self.proc.pid), "-batch",
+                                "-ex", "thread apply all bt"],
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=60)
+            text = r.stdout.decode(errors="replace")
+        except (OSError, subprocess.TimeoutExpired) as e:
+            text = "no stacks: %s\n" % e
+        with open(self.log, "a") as f:
+            f.write("--- thread stacks (gdb) ---\n")
+            f.write("\n".join(ln for ln in text.splitlines()
+                               if ln.startswith(("#", "Thread"))) + "\n")
 
     def _kill(self):
         if self.proc is not None and self.proc.poll() is None:
