@@ -572,20 +572,20 @@ static void on_list_xml(void *arg, const char *parent, const char *name,
 	}
 }
 
-static int az_list(void *priv, const char *prefix, const char *delimiter,
-		   const char *token, size_t max_keys,
-		   struct ost_list_result *res)
+/* One List Blobs request: `marker` NULL or the service's NextMarker;
+ * `ask` items at most.  *res (zeroed) gets the page, res->next_token the
+ * service's NextMarker. */
+static int list_page(struct az *a, const char *full, const char *delimiter,
+		     const char *marker, size_t ask,
+		     struct ost_list_result *res)
 {
-	struct az *a = priv;
 	struct az_req r = { .method = "GET", .key = NULL, .body_fd = -1 };
 	struct list_state l = { .a = a, .res = res };
 	struct az_error e;
-	char full[OST_KEY_MAX + 512], maxk[24];
+	char maxk[24];
 	int rc;
 
-	snprintf(full, sizeof(full), "%s%s", a->prefix, prefix ? prefix : "");
-	snprintf(maxk, sizeof(maxk), "%zu",
-		 max_keys && max_keys < 5000 ? max_keys : 5000);
+	snprintf(maxk, sizeof(maxk), "%zu", ask);
 	r.query[r.n_query++] = (struct azsign_kv){ "restype", "container" };
 	r.query[r.n_query++] = (struct azsign_kv){ "comp", "list" };
 	if (full[0])
@@ -594,8 +594,8 @@ static int az_list(void *priv, const char *prefix, const char *delimiter,
 	if (delimiter && *delimiter)
 		r.query[r.n_query++] = (struct azsign_kv){ "delimiter",
 							   delimiter };
-	if (token)
-		r.query[r.n_query++] = (struct azsign_kv){ "marker", token };
+	if (marker)
+		r.query[r.n_query++] = (struct azsign_kv){ "marker", marker };
 	rc = az_errno(a, &r, az_send(a, &r, &e), &e, NULL);
 	if (rc == 0) {
 		rc = rest_xml_parse(r.x.text, r.x.text_len, on_list_xml, &l);
@@ -614,6 +614,106 @@ static int az_list(void *priv, const char *prefix, const char *delimiter,
 	}
 	free(r.x.text);
 	return rc == -EPROTO ? -EIO : rc;
+}
+
+/* A continuation token of ours (not the service's NextMarker): the page
+ * was cut short of what the service sent, and goes on after this name. */
+#define CUT_TOKEN "ch5-after:"
+
+/*
+ * List Blobs pages hold at least LIST_MIN items: with a delimiter, Azurite
+ * (3.x) answers a small maxresults in time quadratic in the blobs under
+ * the prefix (maxresults=1 over 3,000 blobs below one common prefix took
+ * 29 s, 100 took 0.14 s).  A page the caller wants smaller is cut, and its
+ * token, CUT_TOKEN + the last name given, makes the next call list from the
+ * start again skipping what was given (the callers that ask for a few
+ * items only look, they do not page on).
+ */
+#define LIST_MIN 1000
+
+static int az_list(void *priv, const char *prefix, const char *delimiter,
+		   const char *token, size_t max_keys,
+		   struct ost_list_result *res)
+{
+	struct az *a = priv;
+	char full[OST_KEY_MAX + 512], *marker = NULL;
+	const char *after = NULL;
+	size_t want = max_keys && max_keys < 5000 ? max_keys : 5000;
+	size_t cap_o = 0, cap_p = 0, n = 0;
+	int rc = 0;
+
+	snprintf(full, sizeof(full), "%s%s", a->prefix, prefix ? prefix : "");
+	if (token && !strncmp(token, CUT_TOKEN, strlen(CUT_TOKEN)))
+		after = token + strlen(CUT_TOKEN);
+	else if (token && !(marker = strdup(token)))
+		return -ENOMEM;
+	for (;;) {
+		struct ost_list_result page = { 0 };
+		size_t io = 0, ip = 0;
+		const char *last = NULL;
+		bool cut = false;
+
+		rc = list_page(a, full, delimiter, marker,
+			       want > LIST_MIN ? want : LIST_MIN, &page);
+		if (rc < 0)
+			break;
+		/* Objects and prefixes in name order, after `after`. */
+		while (rc == 0 && (io < page.n_objects || ip < page.n_prefixes)) {
+			bool obj = ip >= page.n_prefixes ||
+				   (io < page.n_objects &&
+				    strcmp(page.objects[io].key,
+					   page.prefixes[ip]) < 0);
+			const char *name = obj ? page.objects[io].key
+					       : page.prefixes[ip];
+
+			if (after && strcmp(name, after) <= 0) {
+				io += obj;
+				ip += !obj;
+				continue;
+			}
+			if (n == want) {
+				cut = true;
+				break;
+			}
+			rc = obj ? ost_list_add_object(res, &cap_o, name,
+						       &page.objects[io].info)
+				 : ost_list_add_prefix(res, &cap_p, name);
+			n++;
+			io += obj;
+			ip += !obj;
+		}
+		if (rc == 0 && cut) {
+			last = res->n_objects && (!res->n_prefixes ||
+						  strcmp(res->objects[res->n_objects - 1].key,
+							 res->prefixes[res->n_prefixes - 1]) > 0)
+				       ? res->objects[res->n_objects - 1].key
+				       : res->prefixes[res->n_prefixes - 1];
+			size_t tl = strlen(CUT_TOKEN) + strlen(last) + 1;
+
+			res->next_token = malloc(tl);
+			if (res->next_token)
+				snprintf(res->next_token, tl, "%s%s", CUT_TOKEN,
+					 last);
+			else
+				rc = -ENOMEM;
+		} else if (rc == 0 && page.next_token && n == want) {
+			res->next_token = page.next_token;
+			page.next_token = NULL;
+		} else if (rc == 0 && page.next_token) {
+			/* Room left: the service's next page. */
+			free(marker);
+			marker = page.next_token;
+			page.next_token = NULL;
+			ost_list_result_release(&page);
+			continue;
+		}
+		ost_list_result_release(&page);
+		break;
+	}
+	free(marker);
+	if (rc < 0)
+		ost_list_result_release(res);
+	return rc;
 }
 
 static int az_del(void *priv, const char *key)
