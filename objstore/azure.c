@@ -102,16 +102,16 @@ static int blob_path(const struct az *a, const char *key, char *out,
 {
 	char raw[OST_KEY_MAX * 2 + 128];
 	int n, e;
+	int rl = snprintf(raw, sizeof(raw), "%s%s", key ? a->prefix : "",
+			  key ? key : "");
 
-	n = snprintf(raw, sizeof(raw), "%s%s%s", key ? a->prefix : "",
-		     key ? key : "", "");
-	if (n < 0 || (size_t)n >= sizeof(raw))
+	if (rl < 0 || (size_t)rl >= sizeof(raw))
 		return -ENAMETOOLONG;
 	n = snprintf(out, size, "%s/%s%s", a->base_path, a->container,
 		     key ? "/" : "");
 	if (n < 0 || (size_t)n >= size)
 		return -ENAMETOOLONG;
-	e = sigv4_uri_encode(raw, strlen(raw), true, out + n, size - n);
+	e = sigv4_uri_encode(raw, rl, true, out + n, size - n);
 	return e < 0 ? e : 0;
 }
 
@@ -650,7 +650,6 @@ static int az_list(void *priv, const char *prefix, const char *delimiter,
 	for (;;) {
 		struct ost_list_result page = { 0 };
 		size_t io = 0, ip = 0;
-		const char *last = NULL;
 		bool cut = false;
 
 		rc = list_page(a, full, delimiter, marker,
@@ -683,7 +682,10 @@ static int az_list(void *priv, const char *prefix, const char *delimiter,
 			ip += !obj;
 		}
 		if (rc == 0 && cut) {
-			last = res->n_objects && (!res->n_prefixes ||
+			/* The last item given: objects and prefixes were
+			 * added in name order. */
+			const char *last =
+				res->n_objects && (!res->n_prefixes ||
 						  strcmp(res->objects[res->n_objects - 1].key,
 							 res->prefixes[res->n_prefixes - 1]) > 0)
 				       ? res->objects[res->n_objects - 1].key
