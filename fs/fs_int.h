@@ -201,6 +201,10 @@ struct fs_inode *fs_inode_by_key(struct fs_ctx *ctx, const char *key);
 /* Drop `n` lookups; frees the inode when it is unused. */
 void fs_inode_forget(struct fs_ctx *ctx, struct fs_inode *in, uint64_t n);
 
+/* The inode of `key` if there is one, held (pinned) so it cannot be freed
+ * until fs_inode_pin(ctx, in, -1); NULL if none.  Thread-safe. */
+struct fs_inode *fs_inode_hold(struct fs_ctx *ctx, const char *key);
+
 /* Count an open (+1) or a release (-1) of `in`. */
 void fs_inode_open_count(struct fs_ctx *ctx, struct fs_inode *in, int delta);
 
@@ -250,6 +254,13 @@ struct fs_vstat {
  * body.  Returns 0, -ENOENT, -EBADMSG or a store error. */
 int fs_version_stat(struct fs_ctx *ctx, const char *key,
 		    struct fs_vstat *out);
+
+/* What the first `got` bytes `buf` of the object at `key` (answered with
+ * `info`) tell, as fs_version_stat(): for callers that fetched them
+ * themselves (several at once).  Returns 0, or -EBADMSG for a corrupt
+ * manifest header (logged).  Touches only its arguments. */
+int fs_vstat_parse(const char *key, const void *buf, size_t got,
+		   const struct ost_info *info, struct fs_vstat *out);
 
 void fs_version_get(struct fs_version *v);
 void fs_version_put(struct fs_version *v);

@@ -174,6 +174,18 @@ struct fs_inode *fs_inode_by_ino(struct fs_ctx *ctx, uint64_t ino)
 	return in;
 }
 
+struct fs_inode *fs_inode_hold(struct fs_ctx *ctx, const char *key)
+{
+	struct fs_inode *in;
+
+	pthread_mutex_lock(&ctx->itable_lock);
+	in = find_key_locked(ctx, key);
+	if (in)
+		in->pins++;
+	pthread_mutex_unlock(&ctx->itable_lock);
+	return in;
+}
+
 struct fs_inode *fs_inode_by_key(struct fs_ctx *ctx, const char *key)
 {
 	struct fs_inode *in;

@@ -22,6 +22,9 @@
 #include "log.h"
 
 #define HIDDEN_ROOT ".cloudh5"
+/* d_ino of a plain readdir entry whose inode is not known yet (the value
+ * libfuse's high-level API uses); the kernel's lookup gives the real one. */
+#define UNKNOWN_INO 0xffffffffu
 
 static struct fs_ctx *req_ctx(fuse_req_t req)
 {
@@ -182,20 +185,48 @@ out:
 	return rc;
 }
 
+/* What a directory listing already told of one of its entries. */
+struct resolve_hint {
+	bool is_dir;		/* a common prefix of the LIST, not a file */
+	const struct fs_vstat *vs; /* a file's header, fetched at `t` (NULL:
+				      not fetched) */
+	double t;		/* fs_now() of that fetch */
+};
+
 /* Resolve `key` to a file or directory inode and count `lookup` (0 or 1)
- * kernel lookups on it. */
-static int resolve(struct fs_ctx *ctx, const char *key,
-		   struct fuse_entry_param *e, int lookup)
+ * kernel lookups on it.  `hint` (may be NULL) saves the store requests a
+ * listing already answered: a directory is not looked for as a file first,
+ * and a file's attributes fetched less than attr_timeout ago are used as
+ * they are (not over a stage's, nor over fresher ones). */
+static int resolve_hinted(struct fs_ctx *ctx, const char *key,
+			  struct fuse_entry_param *e, int lookup,
+			  const struct resolve_hint *hint)
 {
 	struct fs_inode *in = fs_inode_by_key(ctx, key);
 	int rc;
 
 	memset(e, 0, sizeof(*e));
+	if (hint && hint->is_dir) {
+		in = fs_inode_get(ctx, key, true, 0);
+		if (!in)
+			return -ENOMEM;
+		fill_dir_attr(ctx, &e->attr);
+		goto found;
+	}
 	if (!in || !in->is_dir) {
 		in = fs_inode_get(ctx, key, false, 0);
 		if (!in)
 			return -ENOMEM;
 		pthread_mutex_lock(&in->lock);
+		if (hint && hint->vs && !in->stage && !in->unlinked &&
+		    fs_now() - hint->t < ctx->cfg.attr_timeout &&
+		    !(in->have_attr && in->attr_time >= hint->t)) {
+			in->object_size =
+				hint->vs->manifest ? hint->vs->object_size : 0;
+			fill_file_attr(ctx, in, hint->vs->size,
+				       hint->vs->mtime_ns);
+			in->attr_time = hint->t;
+		}
 		rc = refresh_locked(ctx, in, false);
 		if (rc == 0)
 			e->attr = in->attr;
@@ -222,6 +253,12 @@ found:
 	e->attr_timeout = ctx->cfg.attr_timeout;
 	e->entry_timeout = ctx->cfg.attr_timeout;
 	return 0;
+}
+
+static int resolve(struct fs_ctx *ctx, const char *key,
+		   struct fuse_entry_param *e, int lookup)
+{
+	return resolve_hinted(ctx, key, e, lookup, NULL);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -1043,12 +1080,16 @@ out:
 struct dir_entry {
 	char *name;
 	bool is_dir;
+	bool have;	   /* vs and t are set (dir_prefetch) */
+	double t;	   /* fs_now() when vs was fetched */
+	struct fs_vstat vs;
 };
 
 struct dir_handle {
 	char *key;
 	struct dir_entry *ents;
 	size_t n;
+	size_t ahead; /* entries [0, ahead) had their headers asked for */
 	struct dir_handle *prev, *next; /* fs_ctx.dirs, under itable_lock */
 };
 
@@ -1207,6 +1248,102 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 }
 
+/* readdirplus answers a page of entries with their attributes, and `ls -l`
+ * or a file manager asks for them all: the headers of the next DIR_AHEAD
+ * files are fetched at once, DIR_PARALLEL in flight, instead of one lookup
+ * GET after another. */
+#define DIR_AHEAD 256
+#define DIR_PARALLEL 32
+
+struct dir_head {
+	struct ost_req r; /* first: the completion gets &r */
+	struct dir_entry *de;
+	char *key;
+	uint8_t buf[H5M_HEADER_SIZE];
+};
+
+static void dir_head_done(struct ost_req *req)
+{
+	struct dir_head *h = (struct dir_head *)req;
+	struct ost_batch *b = req->arg;
+
+	/* A short answer from an object that has more, or any failure: the
+	 * entry is looked up the usual way. */
+	if (req->rc == 0 &&
+	    (req->got == sizeof(h->buf) || req->got == req->info.size) &&
+	    fs_vstat_parse(h->key, h->buf, req->got, &req->info,
+			   &h->de->vs) == 0) {
+		h->de->t = fs_now();
+		h->de->have = true;
+	}
+	free(h->key);
+	free(h);
+	ost_batch_finish(b, 0);
+}
+
+/* Is the inode of `key` known with attributes still fresh (or staged)? */
+static bool attr_fresh(struct fs_ctx *ctx, const char *key)
+{
+	struct fs_inode *in = fs_inode_hold(ctx, key);
+	bool fresh;
+
+	if (!in)
+		return false;
+	pthread_mutex_lock(&in->lock);
+	fresh = in->stage || (in->have_attr && fs_now() - in->attr_time <
+						       ctx->cfg.attr_timeout);
+	pthread_mutex_unlock(&in->lock);
+	fs_inode_pin(ctx, in, -1);
+	return fresh;
+}
+
+/* Fetch the headers of the files among entries [from, from + DIR_AHEAD)
+ * not asked for yet, unless most of the next ones already were. */
+static void dir_prefetch(struct fs_ctx *ctx, struct dir_handle *d,
+			 size_t from)
+{
+	struct ost_batch b;
+	size_t i, end = from + DIR_AHEAD;
+
+	if (from + DIR_AHEAD / 4 <= d->ahead || from >= d->n)
+		return;
+	if (end > d->n)
+		end = d->n;
+	ost_batch_init(&b, DIR_PARALLEL);
+	for (i = from > d->ahead ? from : d->ahead; i < end; i++) {
+		struct dir_entry *de = &d->ents[i];
+		struct dir_head *h;
+		char *key;
+
+		if (de->is_dir || de->have)
+			continue;
+		key = fs_child_key(d->key, de->name);
+		if (!key)
+			break;
+		if (attr_fresh(ctx, key)) {
+			free(key);
+			continue;
+		}
+		h = calloc(1, sizeof(*h));
+		if (!h) {
+			free(key);
+			break;
+		}
+		h->de = de;
+		h->key = key;
+		h->r.op = OST_GET;
+		h->r.key = key;
+		h->r.buf = h->buf;
+		h->r.len = sizeof(h->buf);
+		h->r.done = dir_head_done;
+		h->r.arg = &b;
+		ost_batch_submit(ctx->st, &b, &h->r);
+	}
+	ost_batch_wait(&b);
+	if (end > d->ahead)
+		d->ahead = end;
+}
+
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		       off_t off, struct fuse_file_info *fi, bool plus)
 {
@@ -1220,6 +1357,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	if (plus)
+		dir_prefetch(ctx, d, off > 2 ? (size_t)off - 2 : 0);
 	/* Offsets: 1 after ".", 2 after "..", 3 + i after entry i. */
 	for (i = off; i < (off_t)d->n + 2; i++) {
 		struct fuse_entry_param e;
@@ -1238,7 +1377,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 			name = de->name;
 			e.attr.st_mode = de->is_dir ? S_IFDIR : S_IFREG;
 			if (plus) {
-				int rc = key ? resolve(ctx, key, &e, 1) : -ENOMEM;
+				struct resolve_hint hint = {
+					.is_dir = de->is_dir,
+					.vs = de->have ? &de->vs : NULL,
+					.t = de->t,
+				};
+				int rc = key ? resolve_hinted(ctx, key, &e, 1,
+							      &hint)
+					     : -ENOMEM;
 
 				free(key);
 				if (rc == -ENOENT)
@@ -1249,6 +1395,16 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 					return;
 				}
 			} else {
+				/* Never 0: readdir(3) skips entries whose
+				 * d_ino is 0 (glibc takes them for deleted
+				 * ones), so `ls` after the kernel's first
+				 * readdirplus page showed only that page. */
+				struct fs_inode *in =
+					key ? fs_inode_hold(ctx, key) : NULL;
+
+				e.attr.st_ino = in ? in->ino : UNKNOWN_INO;
+				if (in)
+					fs_inode_pin(ctx, in, -1);
 				free(key);
 			}
 		}

@@ -124,11 +124,31 @@ out:
 	return 0;
 }
 
+int fs_vstat_parse(const char *key, const void *buf, size_t got,
+		   const struct ost_info *info, struct fs_vstat *out)
+{
+	struct h5m_header hdr;
+
+	memset(out, 0, sizeof(*out));
+	out->object_size = info->size;
+	out->mtime_ns = info->mtime_ns;
+	memcpy(out->etag, info->etag, sizeof(out->etag));
+	out->size = info->size;
+	if (!h5m_is_manifest(buf, got))
+		return 0;
+	if (h5m_header_peek(buf, got, &hdr) < 0) {
+		ch5_err("%s: the manifest header is corrupt", key);
+		return -EBADMSG;
+	}
+	out->manifest = true;
+	out->size = hdr.file_size;
+	return 0;
+}
+
 int fs_version_stat(struct fs_ctx *ctx, const char *key,
 		    struct fs_vstat *out)
 {
 	uint8_t buf[H5M_HEADER_SIZE];
-	struct h5m_header hdr;
 	struct ost_info info;
 	size_t got = 0;
 	int rc;
@@ -136,21 +156,7 @@ int fs_version_stat(struct fs_ctx *ctx, const char *key,
 	rc = ost_get(ctx->st, key, 0, buf, sizeof(buf), &got, &info);
 	if (rc < 0)
 		return rc;
-	memset(out, 0, sizeof(*out));
-	out->object_size = info.size;
-	out->mtime_ns = info.mtime_ns;
-	memcpy(out->etag, info.etag, sizeof(out->etag));
-	out->size = info.size;
-	if (!h5m_is_manifest(buf, got))
-		return 0;
-	rc = h5m_header_peek(buf, got, &hdr);
-	if (rc < 0) {
-		ch5_err("%s: the manifest header is corrupt", key);
-		return -EBADMSG;
-	}
-	out->manifest = true;
-	out->size = hdr.file_size;
-	return 0;
+	return fs_vstat_parse(key, buf, got, &info, out);
 }
 
 /* A read in progress: many block requests filling one buffer. */
@@ -421,11 +427,31 @@ static void prefetch(struct fs_ctx *ctx, struct fs_version *v, uint64_t off,
 	}
 }
 
-/* Grow or reset the readahead window of fh after a read of [off, end) and
- * return the range to prefetch in *ra_off and *ra_end (empty if none). */
+/* Where readahead after a read ending at `end` stops: at most `want`, and
+ * not past the data of the dataset the read's last bytes (or, if those are
+ * metadata, the next object's) belong to.  A program reading one dataset
+ * in file order would otherwise prefetch the window's worth of the next
+ * dataset's chunks at the end of it, which it may never read. */
+static uint64_t readahead_stop(const struct fs_version *v, uint64_t end,
+			       uint64_t want)
+{
+	size_t i;
+
+	if (!v->man || end == 0)
+		return want;
+	i = h5m_extent_find(v->man, end - 1);
+	if (i >= h5m_extent_count(v->man))
+		return end; /* only metadata follows */
+	end = h5m_dataset_run_end(v->man, i, want);
+	return end < want ? end : want;
+}
+
+/* Grow or reset the readahead window of fh after a read of [off, end) of
+ * version v and return the range to prefetch in *ra_off and *ra_end (empty
+ * if none), clipped to the dataset being read (readahead_stop). */
 static void readahead_plan(struct fs_ctx *ctx, struct fs_handle *fh,
-			   uint64_t off, uint64_t end, uint64_t *ra_off,
-			   uint64_t *ra_end)
+			   const struct fs_version *v, uint64_t off,
+			   uint64_t end, uint64_t *ra_off, uint64_t *ra_end)
 {
 	uint64_t max = ctx->cfg.readahead;
 
@@ -455,10 +481,12 @@ static void readahead_plan(struct fs_ctx *ctx, struct fs_handle *fh,
 	if (fh->ra_window) {
 		uint64_t from = fh->ra_until > end ? fh->ra_until : end;
 
-		if (end + fh->ra_window > from) {
+		uint64_t stop = readahead_stop(v, end, end + fh->ra_window);
+
+		if (stop > from) {
 			*ra_off = from;
-			*ra_end = end + fh->ra_window;
-			fh->ra_until = *ra_end;
+			*ra_end = stop;
+			fh->ra_until = stop;
 		}
 	}
 	pthread_mutex_unlock(&fh->lock);
@@ -554,7 +582,7 @@ static void version_read(struct fs_ctx *ctx, fuse_req_t req,
 		pthread_mutex_unlock(&fh->lock);
 	}
 	if ((data && !inside) || in_window)
-		readahead_plan(ctx, fh, off, fend, &ra_off, &ra_end);
+		readahead_plan(ctx, fh, v, off, fend, &ra_off, &ra_end);
 	/* The first page of a window is left out of the page cache: the
 	 * program's read of it reaches us and moves the stream on while the
 	 * rest of the window is read from memory (the kernel's readahead

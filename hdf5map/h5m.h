@@ -175,6 +175,19 @@ int h5m_extent_key(const struct h5m_manifest *m, size_t i, char *buf,
 /* Index of the first extent whose end is > off (count if none). */
 size_t h5m_extent_find(const struct h5m_manifest *m, uint64_t off);
 
+/* Where the data of the dataset that extent i belongs to stops being read
+ * in file order: the end offset (bytes) of the last extent of the run of
+ * extents i, i+1, ... that name the same dataset (skeleton bytes between
+ * them, such as B-tree nodes, do not end the run; another dataset's extent
+ * does).  Extents of one dataset whose keys carry different commit tags
+ * (an incremental commit kept the older objects) count as one dataset; the
+ * runs of non-dataset bytes (@raw) count as one.  Scans no further than the
+ * extent that reaches `limit` (a file offset), so the cost is bounded by
+ * the extents before `limit`; returns at most the end of that extent.
+ * i must be < h5m_extent_count(m).  Thread-safe on a decoded manifest. */
+uint64_t h5m_dataset_run_end(const struct h5m_manifest *m, size_t i,
+			     uint64_t limit);
+
 /* One piece of a byte range. */
 struct h5m_piece {
 	uint64_t file_off;   /* where the piece starts in the file */

@@ -36,6 +36,7 @@
  */
 #include <errno.h>
 #include <lz4frame.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -448,6 +449,61 @@ size_t h5m_extent_find(const struct h5m_manifest *m, uint64_t off)
 			lo = mid + 1;
 	}
 	return lo;
+}
+
+/* Is component [s, s+n) a commit tag, "g<decimal>-<hex>"? */
+static bool is_tag(const char *s, size_t n)
+{
+	size_t i = 1;
+
+	if (n < 4 || s[0] != 'g')
+		return false;
+	while (i < n && s[i] >= '0' && s[i] <= '9')
+		i++;
+	if (i == 1 || i >= n - 1 || s[i] != '-')
+		return false;
+	for (i++; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* Do key prefixes a and b name the same dataset: equal, or equal but for
+ * the commit-tag component? */
+static bool same_dataset(const char *a, const char *b)
+{
+	size_t i = 0, ca = 0, ea, eb;
+
+	while (a[i] && a[i] == b[i]) {
+		if (a[i] == '/')
+			ca = i + 1; /* start of the component that differs */
+		i++;
+	}
+	if (!a[i] && !b[i])
+		return true;
+	for (ea = ca; a[ea] && a[ea] != '/'; ea++)
+		;
+	for (eb = ca; b[eb] && b[eb] != '/'; eb++)
+		;
+	return is_tag(a + ca, ea - ca) && is_tag(b + ca, eb - ca) &&
+	       !strcmp(a + ea, b + eb);
+}
+
+uint64_t h5m_dataset_run_end(const struct h5m_manifest *m, size_t i,
+			     uint64_t limit)
+{
+	uint32_t pfx = m->ext[i].prefix;
+
+	while (ext_end(&m->ext[i]) < limit && i + 1 < m->n_ext) {
+		uint32_t next = m->ext[i + 1].prefix;
+
+		if (next != pfx &&
+		    !same_dataset(m->arena + m->pfx[pfx], m->arena + m->pfx[next]))
+			break;
+		pfx = next;
+		i++;
+	}
+	return ext_end(&m->ext[i]);
 }
 
 /* Index of the first fill run whose end is > off (n_fill if none). */

@@ -14,6 +14,11 @@
                  manifest's first bytes (lookup), the manifest, the chunk;
                  reading it again, then `h5dump -H`, cost one request
                  each (the manifest's revalidation at open).
+  read_one_dataset  a cold read of one dataset in file order reads ahead
+                 within it, not into the next dataset's chunks.
+  listing_400    a directory of 400 files after a remount: readdir gives
+                 every name, `ls -l` every size, for at most one request
+                 per file plus the listing.
 
 Each output is compared with the same program on a local copy, so fewer
 requests can never come from reading less.  "Cold" is a fresh mount: empty
@@ -143,6 +148,82 @@ def one_chunk(binary):
         ws.stop()
         return "cold d[37]: %d (%s); warm again + h5dump -H: %d" % (
             n, by, n2)
+
+
+@test
+def read_one_dataset(binary):
+    """A cold read of all of dataset a (64 chunks of 256 KiB) in a file
+    whose dataset b (64 more) follows it: the readahead window grows
+    while a is read in file order, but stops at a's last chunk, so no
+    chunk of b is fetched (at most 3 requests besides a's 64 chunks)."""
+    P = "two.h5"
+    with T.Workspace(binary, name="reqra") as ws:
+        ws.start()
+        rng = np.random.default_rng(5)
+        data = rng.random((64, 32768))
+        with h5py.File(ws.m(P), "w") as f:
+            f.create_dataset("a", data=data, chunks=(1, 32768))
+            f.create_dataset("b", data=data[::-1], chunks=(1, 32768))
+        code = ("import sys, h5py, numpy as np\n"
+                "f = h5py.File(sys.argv[1], 'r')\n"
+                "np.save(sys.stdout.buffer, f['a'][...])\n")
+        got, n, by = cold_run(ws, ["/usr/bin/python3", "-c", code, ws.m(P)])
+        with open(os.path.join(ws.root, "got.npy"), "wb") as o:
+            o.write(got)
+        T.check(np.array_equal(np.load(os.path.join(ws.root, "got.npy")),
+                               data), "a read back wrong")
+        T.check(by.get("get", 0) <= 64 + 3, "cold read of a cost %d GETs "
+                "(%s): chunks of b were read ahead" % (by.get("get", 0), by))
+        ws.stop()
+        return "cold read of a: %d requests (%s)" % (n, by)
+
+
+@test
+def listing_400(binary):
+    """A directory of 400 files (200 HDF5, 200 text) after a remount:
+    readdir(3) gives every name (plain `ls`: after the kernel's first
+    readdirplus page it asks plain readdir, whose entries must not carry
+    inode 0, which glibc skips: only 202 of 1,000 names showed), `ls -l`
+    gives each file's size as on a local copy, and costs at most one
+    request per file plus the listing (the headers the readdirplus
+    prefetch fetched are not fetched again by the lookups)."""
+    n = 200
+    with T.Workspace(binary, name="ls400", opts="attr_timeout=60") as ws:
+        ws.start()
+        for p in (ws.l("d"), ws.m("d")):
+            os.makedirs(p, exist_ok=True)
+        for i in range(n):
+            for root in (ws.l, ws.m):
+                with h5py.File(root("d/f%03d.h5" % i), "w") as f:
+                    f.create_dataset("x", data=np.arange(16 + i,
+                                                         dtype=np.int32))
+                with open(root("d/t%03d.txt" % i), "w") as f:
+                    f.write("x" * i)
+        want = sorted(os.listdir(ws.l("d")))
+        ws.remount()
+        got = sorted(os.listdir(ws.m("d")))
+        T.check(got == want, "readdir after remount: %d names, want %d "
+                "(first missing: %s)" % (len(got), len(want),
+                                          sorted(set(want) - set(got))[:3]))
+        ls = subprocess.run(["ls", ws.m("d")], check=True,
+                            capture_output=True, text=True).stdout.split()
+        T.check(len(ls) == 2 * n, "`ls` shows %d names, want %d"
+                % (len(ls), 2 * n))
+        ws.remount()
+        s0 = T.mount_stats(ws)
+        out = subprocess.run(["ls", "-l", "--time-style=+", ws.m("d")],
+                             check=True, capture_output=True,
+                             text=True).stdout.splitlines()[1:]
+        k, by = requests(s0, T.mount_stats(ws))
+        sizes = {ln.split()[-1]: int(ln.split()[4]) for ln in out}
+        wrong = [nm for nm in want
+                 if sizes.get(nm) != os.path.getsize(ws.l("d/" + nm))]
+        T.check(not wrong, "`ls -l` sizes differ from the local copy: %s"
+                % wrong[:3])
+        T.check(k <= 2 * n + 3, "cold `ls -l` of %d files cost %d "
+                "requests (%s), bound %d" % (2 * n, k, by, 2 * n + 3))
+        ws.stop()
+        return "cold ls -l of %d files: %d requests (%s)" % (2 * n, k, by)
 
 
 if __name__ == "__main__":
