@@ -387,6 +387,141 @@ int fs_cache_get(struct fs_cache *c, const char *key, const char *ver,
 	return 0;
 }
 
+/* fs_cache_get_range(): a piece of a cached or fetching block. */
+struct range_waiter {
+	fs_cache_cb cb;
+	void *arg;
+	size_t skip, len;
+};
+
+static void range_from_block(void *arg, int rc, const uint8_t *data,
+			     size_t len)
+{
+	struct range_waiter *r = arg;
+
+	if (rc == 0 && r->skip + r->len > len)
+		rc = -EIO;
+	r->cb(r->arg, rc, rc ? NULL : data + r->skip, rc ? 0 : r->len);
+	free(r);
+}
+
+/* fs_cache_get_range(): a GET of the range itself, not cached. */
+struct range_get {
+	struct ost_req req; /* first: the completion gets &req */
+	struct fs_cache *cache;
+	fs_cache_cb cb;
+	void *arg;
+	char *key;
+	size_t len; /* bytes asked for, all in buf on success */
+	uint8_t buf[];
+};
+
+static void range_done(struct ost_req *req)
+{
+	struct range_get *g = (struct range_get *)req;
+	struct fs_cache *c = g->cache;
+	int rc = req->rc;
+
+	if (rc == 0 && req->got < req->len && req->got > 0) {
+		req->off += req->got;
+		req->buf = (uint8_t *)req->buf + req->got;
+		req->len -= req->got;
+		req->got = 0;
+		if (ost_submit(c->st, req) == 0)
+			return;
+		rc = -EIO;
+	} else if (rc == 0 && req->got != req->len) {
+		rc = -EIO;
+	}
+	g->cb(g->arg, rc, rc ? NULL : g->buf, rc ? 0 : g->len);
+	free(g->key);
+	free(g);
+	pthread_mutex_lock(&c->lock);
+	if (--c->stats.fetching == 0)
+		pthread_cond_broadcast(&c->idle);
+	pthread_mutex_unlock(&c->lock);
+}
+
+bool fs_cache_has(struct fs_cache *c, const char *key, const char *ver,
+		  uint64_t blk)
+{
+	bool has;
+
+	if (!ver)
+		ver = "";
+	pthread_mutex_lock(&c->lock);
+	has = table_find(c, key, ver, blk, entry_hash(key, ver, blk)) != NULL;
+	pthread_mutex_unlock(&c->lock);
+	return has;
+}
+
+int fs_cache_get_range(struct fs_cache *c, const char *key, const char *ver,
+		       uint64_t obj_size, uint64_t off, size_t len,
+		       fs_cache_cb cb, void *arg)
+{
+	uint64_t blk = off / c->block_size;
+	struct range_waiter *w;
+	struct range_get *g;
+	int rc;
+
+	if (!ver)
+		ver = "";
+	if (!len || off + len > obj_size ||
+	    off + len > (blk + 1) * c->block_size)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	if (table_find(c, key, ver, blk, entry_hash(key, ver, blk))) {
+		/* cached or on its way: take the piece from the block (if it
+		 * is evicted in between, the block is fetched again) */
+		pthread_mutex_unlock(&c->lock);
+		w = malloc(sizeof(*w));
+		if (!w)
+			return -ENOMEM;
+		w->cb = cb;
+		w->arg = arg;
+		w->skip = off - blk * c->block_size;
+		w->len = len;
+		rc = fs_cache_get(c, key, ver, obj_size, blk, range_from_block,
+				  w);
+		if (rc < 0)
+			free(w);
+		return rc;
+	}
+	c->stats.partial++;
+	c->stats.fetching++;
+	pthread_mutex_unlock(&c->lock);
+	g = calloc(1, sizeof(*g) + len);
+	if (g)
+		g->key = strdup(key);
+	if (!g || !g->key) {
+		if (g)
+			free(g);
+		rc = -ENOMEM;
+		goto undo;
+	}
+	g->cache = c;
+	g->len = len;
+	g->cb = cb;
+	g->arg = arg;
+	g->req.op = OST_GET;
+	g->req.key = g->key;
+	g->req.off = off;
+	g->req.len = len;
+	g->req.buf = g->buf;
+	g->req.done = range_done;
+	rc = ost_submit(c->st, &g->req);
+	if (rc == 0)
+		return 0;
+	free(g->key);
+	free(g);
+undo:
+	pthread_mutex_lock(&c->lock);
+	if (--c->stats.fetching == 0)
+		pthread_cond_broadcast(&c->idle);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
 int fs_cache_new(struct ost *st, uint64_t budget, uint32_t block_size,
 		 struct fs_cache **out)
 {

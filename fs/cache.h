@@ -18,6 +18,7 @@
 #ifndef CH5_FS_CACHE_H
 #define CH5_FS_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,6 +59,24 @@ void fs_cache_set_disk(struct fs_cache *c, struct fs_dcache *d);
 int fs_cache_get(struct fs_cache *c, const char *key, const char *ver,
 		 uint64_t obj_size, uint64_t blk, fs_cache_cb cb, void *arg);
 
+/* Ask for bytes [off, off+len) of object `key` (same arguments as
+ * fs_cache_get()), a range inside one block: for the few bytes of a
+ * neighbouring chunk that share a page with the chunk being read.  If the
+ * block is cached or being fetched, the bytes come from it; otherwise a
+ * ranged GET of just these bytes is sent and its answer is not cached.
+ * `cb` gets exactly `len` bytes (or an error) and must not be NULL.
+ * Returns 0 (cb will be, or has been, called) or a negative errno without
+ * calling cb (-EINVAL if the range is empty, leaves the object or spans
+ * two blocks). */
+int fs_cache_get_range(struct fs_cache *c, const char *key, const char *ver,
+		       uint64_t obj_size, uint64_t off, size_t len,
+		       fs_cache_cb cb, void *arg);
+
+/* Is block `blk` of `key` (version `ver`, NULL = "") cached or being
+ * fetched?  A hint: it may be evicted right after. */
+bool fs_cache_has(struct fs_cache *c, const char *key, const char *ver,
+		  uint64_t blk);
+
 /* Counters. */
 struct fs_cache_stats {
 	uint64_t hits;	   /* requests answered from memory */
@@ -67,6 +86,7 @@ struct fs_cache_stats {
 	uint64_t bytes;	   /* bytes cached now (incl. in flight) */
 	uint64_t blocks;   /* blocks cached now */
 	uint64_t fetching; /* GETs whose completion has not finished */
+	uint64_t partial;  /* ranged GETs of fs_cache_get_range() */
 };
 
 void fs_cache_stats_get(struct fs_cache *c, struct fs_cache_stats *out);

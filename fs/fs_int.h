@@ -150,6 +150,7 @@ struct fs_handle {
 	uint64_t fill_end;	/* ...covers [fill_off, fill_end) */
 	uint64_t ra_window;	/* current readahead window, bytes */
 	uint64_t ra_until;	/* prefetch issued up to here */
+	uint64_t seq_start;	/* where the current sequential run began */
 	struct fs_handle *prev, *next; /* fs_ctx.handles, under itable_lock */
 };
 
@@ -336,6 +337,21 @@ void fs_pagefill_invalidate(struct fs_ctx *ctx, struct fs_inode *in);
 uint64_t fs_pagefill_stored(struct fs_ctx *ctx);
 
 #define FS_FILL_OBJ_MAX (4u << 20) /* bytes of one object a read fetches */
+/* A piece of an object no longer than this, in a read that is not asking
+ * for that object (the bytes of a neighbouring chunk on the first or last
+ * page of a chunk's pages), is fetched as that range alone when its block
+ * is not cached: fetching the whole neighbour tripled the bytes of random
+ * hyperslab reads in files whose chunk edges are not in the page fill. */
+#define FS_EDGE_MAX 4096u
+
+/* Is object piece pc (of an object of `size` bytes) such an edge: at most
+ * FS_EDGE_MAX bytes at the very start or end of its object? */
+static inline bool fs_piece_is_edge(const struct h5m_piece *pc,
+				    uint64_t size)
+{
+	return pc->len <= FS_EDGE_MAX && pc->len < size &&
+	       (pc->obj_off == 0 || pc->obj_off + pc->len == size);
+}
 
 #define FS_STATS_XATTR "user.cloudh5.stats"
 

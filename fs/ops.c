@@ -185,6 +185,21 @@ out:
 	return rc;
 }
 
+/* Take a file's attributes from `vs`, a header fetched at `t` (fs_now()),
+ * unless it is too old (attr_timeout), the inode has fresher ones, or its
+ * file is staged or unlinked.  in->lock held. */
+static void seed_attr_locked(struct fs_ctx *ctx, struct fs_inode *in,
+			     const struct fs_vstat *vs, double t)
+{
+	if (in->stage || in->unlinked || in->is_dir ||
+	    fs_now() - t >= ctx->cfg.attr_timeout ||
+	    (in->have_attr && in->attr_time >= t))
+		return;
+	in->object_size = vs->manifest ? vs->object_size : 0;
+	fill_file_attr(ctx, in, vs->size, vs->mtime_ns);
+	in->attr_time = t;
+}
+
 /* What a directory listing already told of one of its entries. */
 struct resolve_hint {
 	bool is_dir;		/* a common prefix of the LIST, not a file */
@@ -218,15 +233,8 @@ static int resolve_hinted(struct fs_ctx *ctx, const char *key,
 		if (!in)
 			return -ENOMEM;
 		pthread_mutex_lock(&in->lock);
-		if (hint && hint->vs && !in->stage && !in->unlinked &&
-		    fs_now() - hint->t < ctx->cfg.attr_timeout &&
-		    !(in->have_attr && in->attr_time >= hint->t)) {
-			in->object_size =
-				hint->vs->manifest ? hint->vs->object_size : 0;
-			fill_file_attr(ctx, in, hint->vs->size,
-				       hint->vs->mtime_ns);
-			in->attr_time = hint->t;
-		}
+		if (hint && hint->vs)
+			seed_attr_locked(ctx, in, hint->vs, hint->t);
 		rc = refresh_locked(ctx, in, false);
 		if (rc == 0)
 			e->attr = in->attr;
@@ -1340,6 +1348,24 @@ static void dir_prefetch(struct fs_ctx *ctx, struct dir_handle *d,
 		ost_batch_submit(ctx->st, &b, &h->r);
 	}
 	ost_batch_wait(&b);
+	/* Inodes the kernel already has: their dentries are revalidated by
+	 * lookups, not by this listing, so they take the headers now. */
+	for (i = from > d->ahead ? from : d->ahead; i < end; i++) {
+		struct dir_entry *de = &d->ents[i];
+		struct fs_inode *in;
+		char *key;
+
+		if (!de->have || !(key = fs_child_key(d->key, de->name)))
+			continue;
+		in = fs_inode_hold(ctx, key);
+		free(key);
+		if (!in)
+			continue;
+		pthread_mutex_lock(&in->lock);
+		seed_attr_locked(ctx, in, &de->vs, de->t);
+		pthread_mutex_unlock(&in->lock);
+		fs_inode_pin(ctx, in, -1);
+	}
 	if (end > d->ahead)
 		d->ahead = end;
 }
@@ -1494,9 +1520,9 @@ int fs_stats_format(struct fs_ctx *ctx, char *buf, size_t size)
 	EMIT("cache.hits %" PRIu64 "\ncache.misses %" PRIu64
 	     "\ncache.joins %" PRIu64 "\ncache.evictions %" PRIu64
 	     "\ncache.bytes %" PRIu64 "\ncache.blocks %" PRIu64
-	     "\ncache.fetching %" PRIu64 "\n",
+	     "\ncache.fetching %" PRIu64 "\ncache.partial_gets %" PRIu64 "\n",
 	     cs.hits, cs.misses, cs.joins, cs.evictions, cs.bytes, cs.blocks,
-	     cs.fetching);
+	     cs.fetching, cs.partial);
 	if (ctx->dcache) {
 		struct fs_dcache_stats ds;
 

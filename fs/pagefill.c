@@ -333,6 +333,8 @@ static void grow_to_objects(struct fs_ctx *ctx, struct fs_version *v,
 	char key[OST_KEY_MAX + 1];
 	uint32_t bs = fs_cache_block_size(ctx->cache);
 	uint64_t off = *lo, end = *hi, first = UINT64_MAX, last = 0;
+	size_t n_obj = 0;	 /* object pieces seen */
+	bool prev_cached = false; /* the last one's block is cached/coming */
 
 	while (off < end) {
 		size_t n = fs_version_map(v, off, end - off, pcs, PIECES), i;
@@ -347,6 +349,27 @@ static void grow_to_objects(struct fs_ctx *ctx, struct fs_version *v,
 							  sizeof(key),
 							  &size) < 0)
 				continue;
+			/* A neighbour's edge bytes on the first or last page
+			 * of a chunk's pages are no reason to fetch the
+			 * neighbour (fs_cache_get_range() gets them): the
+			 * tail of the object before, where the range enters;
+			 * the head of the object after, where the range
+			 * leaves an object being read (cached or coming). */
+			if (fs_piece_is_edge(pc, size) &&
+			    ((pc->obj_off > 0 && pc->file_off == *lo &&
+			      n_obj == 0) ||
+			     (pc->obj_off == 0 &&
+			      pc->file_off + pc->len == *hi &&
+			      prev_cached))) {
+				n_obj++;
+				prev_cached = false;
+				continue;
+			}
+			n_obj++;
+			prev_cached = fs_cache_has(ctx->cache, key,
+						   fs_version_tag(v),
+						   (pc->obj_off + pc->len - 1) /
+							   bs);
 			o0 = 0;
 			o1 = size;
 			if (size > FS_FILL_OBJ_MAX) {
@@ -419,6 +442,7 @@ static void job_issue(struct fs_ctx *ctx, struct fill_job *j, uint64_t lo,
 			while (o < oend) {
 				uint64_t blk = o / bs, bend = (blk + 1) * bs;
 				struct fill_part *p = malloc(sizeof(*p));
+				int rc;
 
 				if (bend > oend)
 					bend = oend;
@@ -432,9 +456,19 @@ static void job_issue(struct fs_ctx *ctx, struct fill_job *j, uint64_t lo,
 				p->len = bend - o;
 				__atomic_add_fetch(&j->pending, 1,
 						   __ATOMIC_ACQ_REL);
-				if (fs_cache_get(ctx->cache, key,
-						 fs_version_tag(j->v), size,
-						 blk, part_arrived, p) < 0) {
+				if (fs_piece_is_edge(pc, size)) {
+					p->skip = 0;
+					rc = fs_cache_get_range(
+						ctx->cache, key,
+						fs_version_tag(j->v), size, o,
+						p->len, part_arrived, p);
+				} else {
+					rc = fs_cache_get(ctx->cache, key,
+							  fs_version_tag(j->v),
+							  size, blk,
+							  part_arrived, p);
+				}
+				if (rc < 0) {
 					free(p);
 					job_mark_bad(j, f0, f1 - f0);
 					job_put(j);
