@@ -10,10 +10,6 @@
 #   cache_dir=                  the disk tier of the block cache (cleared
 #                               for cold runs, like the peers' disk caches)
 #   spool_dir=                  staging of written files in the state dir
-#   retries=10                  s3rver answers a LIST 500 while an object is
-#                               still being written (by the upload or another
-#                               peer's write-back); the default 4 resends
-#                               (about 3 s) did not always ride it out
 # Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
 # (lib/env.sh), with no ~/.aws files read.
 #
@@ -32,7 +28,7 @@ CACHE="$STATE/cache-$NAME"
 REPO="$(cd "$PEER_DIR/../../.." && pwd)"
 BIN="${CLOUDH5_BIN:-$REPO/build/fs/mount.cloudh5}"
 : "${CLOUDH5_PREFIX:=cloudh5/}"
-: "${CLOUDH5_OPTS:=endpoint=$C5_ENDPOINT,addressing=path,cache_dir=$CACHE,spool_dir=$STATE/spool-$NAME,retries=10}"
+: "${CLOUDH5_OPTS:=endpoint=$C5_ENDPOINT,addressing=path,cache_dir=$CACHE,spool_dir=$STATE/spool-$NAME}"
 SOURCE="s3://$C5_BUCKET/${CLOUDH5_PREFIX%/}"
 
 case "${1:-}" in
@@ -53,8 +49,13 @@ case "${1:-}" in
       | awk 'tolower($1)=="etag:"{print $2}' | tr -d '\r' ;;
   prepare)
     mnt="$2"
-    for f in big.h5 many.h5 climate.nc rplus.h5; do
+    for f in big.h5 many.h5 climate.nc rplus.h5 huge.h5; do
       [ -e "$mnt/$f" ] || cp "$STATE/work/$f" "$mnt/$f"
-    done ;;
+    done
+    mkdir -p "$mnt/dir1000"
+    # 8 cp at once: each close() waits for its commit (a few round trips)
+    if [ "$(ls "$mnt/dir1000" | wc -l)" != 1000 ]; then
+      ls "$STATE/work/dir1000" | xargs -P 8 -I{} cp "$STATE/work/dir1000/{}" "$mnt/dir1000/{}"
+    fi ;;
   *) echo "usage: $0 available|flags|layout|object-state KEY|mount MNT|umount MNT|clear-cache|prepare MNT" >&2; exit 2 ;;
 esac
