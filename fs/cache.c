@@ -222,6 +222,17 @@ static void entry_put_locked(struct fs_cache *c, struct cache_entry *e)
 		evict_locked(c);
 }
 
+/* A GET answered short of its end: send it again for the rest (0), or
+ * return the pool's refusal. */
+static int ask_rest(struct fs_cache *c, struct ost_req *req)
+{
+	req->off += req->got;
+	req->buf = (uint8_t *)req->buf + req->got;
+	req->len -= req->got;
+	req->got = 0;
+	return ost_submit(c->st, req);
+}
+
 static void fetch_done(struct ost_req *req)
 {
 	struct cache_entry *e = req->arg;
@@ -230,12 +241,7 @@ static void fetch_done(struct ost_req *req)
 	int rc = req->rc;
 
 	if (rc == 0 && req->got < req->len && req->got > 0) {
-		/* A short answer before the end: ask for the rest. */
-		req->off += req->got;
-		req->buf = (uint8_t *)req->buf + req->got;
-		req->len -= req->got;
-		req->got = 0;
-		rc = ost_submit(c->st, req);
+		rc = ask_rest(c, req);
 		if (rc == 0)
 			return;
 	} else if (rc == 0 && req->got != req->len) {
@@ -423,13 +429,9 @@ static void range_done(struct ost_req *req)
 	int rc = req->rc;
 
 	if (rc == 0 && req->got < req->len && req->got > 0) {
-		req->off += req->got;
-		req->buf = (uint8_t *)req->buf + req->got;
-		req->len -= req->got;
-		req->got = 0;
-		if (ost_submit(c->st, req) == 0)
+		rc = ask_rest(c, req);
+		if (rc == 0)
 			return;
-		rc = -EIO;
 	} else if (rc == 0 && req->got != req->len) {
 		rc = -EIO;
 	}
