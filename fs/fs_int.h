@@ -131,6 +131,8 @@ struct fs_inode {
 	struct fs_stage *stage;
 	struct fs_version *ver; /* last version loaded, or NULL */
 	double attr_time;	/* when attr was filled (monotonic s) */
+	double fetched;		/* when the store told attr (monotonic s):
+				   attr_time, or earlier for a listing's */
 	bool have_attr;
 	struct stat attr;	/* size/mtime valid when have_attr */
 	uint64_t object_size;	/* manifest bytes at the last stat (0: not

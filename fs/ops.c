@@ -91,7 +91,7 @@ static void fill_file_attr(struct fs_ctx *ctx, struct fs_inode *in,
 	st->st_mtim.tv_nsec = mtime_ns % 1000000000;
 	st->st_atim = st->st_ctim = st->st_mtim;
 	in->have_attr = true;
-	in->attr_time = fs_now();
+	in->attr_time = in->fetched = fs_now();
 }
 
 /* Does any key start with `key` + "/"?  (A directory.) */
@@ -185,19 +185,27 @@ out:
 	return rc;
 }
 
-/* Take a file's attributes from `vs`, a header fetched at `t` (fs_now()),
- * unless it is too old (attr_timeout), the inode has fresher ones, or its
- * file is staged or unlinked.  in->lock held. */
+/* How long the headers a listing fetched stand for its files' attributes,
+ * seconds: the listing is a snapshot of the directory as it was then (its
+ * names are), and answering its readdirplus pages may take longer than
+ * attr_timeout on a slow link; looked up one by one instead, 1,000 files
+ * took 24 s. */
+#define DIR_HINT_MAX_AGE 30.0
+
+/* Take a file's attributes from `vs`, a header a listing fetched at `t`
+ * (fs_now()), as fresh from now on, unless it is older than
+ * DIR_HINT_MAX_AGE, the inode has attributes fetched later, or its file is
+ * staged or unlinked.  in->lock held. */
 static void seed_attr_locked(struct fs_ctx *ctx, struct fs_inode *in,
 			     const struct fs_vstat *vs, double t)
 {
 	if (in->stage || in->unlinked || in->is_dir ||
-	    fs_now() - t >= ctx->cfg.attr_timeout ||
-	    (in->have_attr && in->attr_time >= t))
+	    fs_now() - t >= DIR_HINT_MAX_AGE ||
+	    (in->have_attr && in->fetched >= t))
 		return;
 	in->object_size = vs->manifest ? vs->object_size : 0;
 	fill_file_attr(ctx, in, vs->size, vs->mtime_ns);
-	in->attr_time = t;
+	in->fetched = t;
 }
 
 /* What a directory listing already told of one of its entries. */
@@ -1125,6 +1133,7 @@ static int dir_add(struct dir_handle *d, size_t *cap, const char *name,
 			return -ENOMEM;
 		d->ents = ne;
 	}
+	memset(&d->ents[d->n], 0, sizeof(d->ents[d->n]));
 	d->ents[d->n].name = strndup(name, len);
 	if (!d->ents[d->n].name)
 		return -ENOMEM;
@@ -1298,27 +1307,31 @@ static bool attr_fresh(struct fs_ctx *ctx, const char *key)
 	if (!in)
 		return false;
 	pthread_mutex_lock(&in->lock);
+	/* fresh for a while yet: the listing's pages take time */
 	fresh = in->stage || (in->have_attr && fs_now() - in->attr_time <
-						       ctx->cfg.attr_timeout);
+						       ctx->cfg.attr_timeout / 2);
 	pthread_mutex_unlock(&in->lock);
 	fs_inode_pin(ctx, in, -1);
 	return fresh;
 }
 
 /* Fetch the headers of the files among entries [from, from + DIR_AHEAD)
- * not asked for yet, unless most of the next ones already were. */
+ * not asked for yet, unless the next DIR_AHEAD / 2 already were. */
 static void dir_prefetch(struct fs_ctx *ctx, struct dir_handle *d,
 			 size_t from)
 {
 	struct ost_batch b;
-	size_t i, end = from + DIR_AHEAD;
+	size_t i, end = from + DIR_AHEAD, start = from > d->ahead ? from
+								  : d->ahead;
 
-	if (from + DIR_AHEAD / 4 <= d->ahead || from >= d->n)
-		return;
 	if (end > d->n)
 		end = d->n;
+	/* a page of readdirplus holds ~170 entries: top up to DIR_AHEAD
+	 * ahead when a page could reach past what was asked for */
+	if (start >= end || start > from + DIR_AHEAD / 2)
+		return;
 	ost_batch_init(&b, DIR_PARALLEL);
-	for (i = from > d->ahead ? from : d->ahead; i < end; i++) {
+	for (i = start; i < end; i++) {
 		struct dir_entry *de = &d->ents[i];
 		struct dir_head *h;
 		char *key;
@@ -1350,7 +1363,7 @@ static void dir_prefetch(struct fs_ctx *ctx, struct dir_handle *d,
 	ost_batch_wait(&b);
 	/* Inodes the kernel already has: their dentries are revalidated by
 	 * lookups, not by this listing, so they take the headers now. */
-	for (i = from > d->ahead ? from : d->ahead; i < end; i++) {
+	for (i = start; i < end; i++) {
 		struct dir_entry *de = &d->ents[i];
 		struct fs_inode *in;
 		char *key;

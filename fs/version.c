@@ -467,9 +467,12 @@ static bool run_long_enough(const struct fs_version *v, uint64_t start,
 {
 	if (!v->man)
 		return true;
-	/* not counting the next object's first bytes on the last page */
-	if (end > start + FS_EDGE_MAX)
+	/* not counting the object before's last bytes on the first page nor
+	 * the next object's first bytes on the last page */
+	if (end > start + 2 * FS_EDGE_MAX) {
+		start += FS_EDGE_MAX;
 		end -= FS_EDGE_MAX;
+	}
 	return h5m_extent_find(v->man, end - 1) >=
 	       h5m_extent_find(v->man, start) + RA_TRIGGER_OBJECTS - 1;
 }
