@@ -121,6 +121,21 @@ static void job_mark_bad(struct fill_job *j, uint64_t off, uint64_t len)
 		j->bad[p] = 1;
 }
 
+/* Are all the pages that [off, off+len) touches marked not to be stored? */
+static bool job_all_bad(const struct fill_job *j, uint64_t off, uint64_t len)
+{
+	uint64_t P = j->ctx->pagefill->page, p, end = off + len;
+
+	if (off < j->a)
+		off = j->a;
+	if (end > j->b)
+		end = j->b;
+	for (p = (off - j->a) / P; off < end && j->a + p * P < end; p++)
+		if (!j->bad[p])
+			return false;
+	return true;
+}
+
 static void job_queue(struct fill_job *j)
 {
 	struct fs_pagefill *pf = j->ctx->pagefill;
@@ -421,13 +436,27 @@ static void job_issue(struct fs_ctx *ctx, struct fill_job *j, uint64_t lo,
 				       pc->skel, pc->len);
 				continue;
 			}
+			/* pages already left out: the read's own */
+			if (job_all_bad(j, pc->file_off, pc->len))
+				continue;
+			if (fs_version_object(j->v, pc, key, sizeof(key),
+					      &size) < 0) {
+				job_mark_bad(j, pc->file_off, pc->len);
+				continue;
+			}
 			f0 = pc->file_off > lo ? pc->file_off : lo;
 			f1 = pc->file_off + pc->len < hi
 				     ? pc->file_off + pc->len
 				     : hi;
-			if (f1 <= f0 ||
-			    fs_version_object(j->v, pc, key, sizeof(key),
-					      &size) < 0) {
+			/* A neighbour's few bytes on a page at the edge of
+			 * [lo, hi) are fetched alone, so that page is stored
+			 * whole too: else the program's read of a chunk's
+			 * last page waits for one more round trip. */
+			if (f1 <= f0 && fs_piece_is_edge(pc, size)) {
+				f0 = pc->file_off;
+				f1 = pc->file_off + pc->len;
+			}
+			if (f1 <= f0) {
 				job_mark_bad(j, pc->file_off, pc->len);
 				continue;
 			}
