@@ -20,9 +20,13 @@
 #define FIRST_GET 65536
 /* Most pieces handled per h5m_map() call. */
 #define PIECES 64
-/* How far a read may start from where the previous one ended and still
- * count as sequential (reordered kernel readahead). */
-#define SEQ_SLACK (1u << 20)
+/* How far a read may start from where the previous one (and its page
+ * cache fill) ended and still count as sequential.  Small: a fill stores
+ * whole objects, so a program reading on reaches the daemon right where
+ * the last fill ended; random hyperslab reads within a megabyte of each
+ * other (a small file of small chunks) counted as sequential with 1 MiB
+ * and read the whole file ahead. */
+#define SEQ_SLACK (64u << 10)
 /* Manifests larger than this are refused (corrupt or hostile). */
 #define MANIFEST_MAX (4ULL << 30)
 

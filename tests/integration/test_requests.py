@@ -16,6 +16,8 @@
                  each (the manifest's revalidation at open).
   read_one_dataset  a cold read of one dataset in file order reads ahead
                  within it, not into the next dataset's chunks.
+  random_reads_bytes  random hyperslab reads of a file without edge page
+                 fill fetch at most 1.5x the bytes of the chunks touched.
   listing_400    a directory of 400 files after a remount: readdir gives
                  every name, `ls -l` every size, for at most one request
                  per file plus the listing.
@@ -176,6 +178,55 @@ def read_one_dataset(binary):
                 "(%s): chunks of b were read ahead" % (by.get("get", 0), by))
         ws.stop()
         return "cold read of a: %d requests (%s)" % (n, by)
+
+
+@test
+def random_reads_bytes(binary):
+    """60 random 16x16 reads of a file of 1,280 chunks of 16 KiB, whose
+    manifest has no copy of the pages where chunks meet (their 5 MB are over
+    the page-fill budget): the bytes fetched stay under 1.5x the chunks the
+    reads touch, plus the manifest (a chunk's first and last pages hold a
+    few bytes of its neighbours; those come by ranged GETs of just them,
+    not by fetching the neighbours whole, which was 3x)."""
+    P = "edges.h5"
+    with T.Workspace(binary, name="reqedge") as ws:
+        ws.start()
+        rng = np.random.default_rng(9)
+        data = rng.random((2048, 2560), dtype=np.float32)
+        with h5py.File(ws.m(P), "w") as f:
+            f.create_dataset("d", data=data, chunks=(64, 64))
+        ws.remount()
+        s0 = T.mount_stats(ws)
+        ys = rng.integers(0, 2048 - 16, 60)
+        xs = rng.integers(0, 2560 - 16, 60)
+        code = ("import sys, h5py, numpy as np\n"
+                "f = h5py.File(sys.argv[1], 'r')\n"
+                "ys = [int(v) for v in sys.argv[2].split(',')]\n"
+                "xs = [int(v) for v in sys.argv[3].split(',')]\n"
+                "np.save(sys.stdout.buffer, np.stack([f['d'][y:y + 16, x:x + 16]"
+                " for y, x in zip(ys, xs)]))\n")
+        out = subprocess.run(["/usr/bin/python3", "-c", code, ws.m(P),
+                              ",".join(map(str, ys)), ",".join(map(str, xs))],
+                             check=True, capture_output=True, timeout=300).stdout
+        s1 = T.mount_stats(ws)
+        with open(os.path.join(ws.root, "got.npy"), "wb") as o:
+            o.write(out)
+        got = np.load(os.path.join(ws.root, "got.npy"))
+        want = np.stack([data[y:y + 16, x:x + 16] for y, x in zip(ys, xs)])
+        T.check(np.array_equal(got, want), "random reads read back wrong")
+        touched = {(y // 64 + j, x // 64 + i) for y, x in zip(ys, xs)
+                   for j in range(2) for i in range(2)
+                   if (y + 15) // 64 >= y // 64 + j and (x + 15) // 64 >= x // 64 + i}
+        chunk_bytes = len(touched) * 64 * 64 * 4
+        manifest = ws.store.size(P)
+        moved = s1["bytes.in"] - s0["bytes.in"]
+        T.check(moved <= 1.5 * chunk_bytes + manifest,
+                "random reads fetched %d bytes for %d of chunks touched and "
+                "a %d-byte manifest (bound 1.5x + manifest)"
+                % (moved, chunk_bytes, manifest))
+        ws.stop()
+        return "%d bytes in for %d chunk bytes touched + %d manifest" % (
+            moved, chunk_bytes, manifest)
 
 
 @test
