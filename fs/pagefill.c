@@ -108,29 +108,35 @@ static void job_free(struct fill_job *j)
 	free(j);
 }
 
-/* Mark the pages that [off, off+len) touches as not to be stored. */
-static void job_mark_bad(struct fill_job *j, uint64_t off, uint64_t len)
+/* The pages of j that [off, off+len) touches: indexes [*p0, *p1). */
+static void job_pages(const struct fill_job *j, uint64_t off, uint64_t len,
+		      uint64_t *p0, uint64_t *p1)
 {
-	uint64_t P = j->ctx->pagefill->page, p, end = off + len;
+	uint64_t P = j->ctx->pagefill->page, end = off + len;
 
 	if (off < j->a)
 		off = j->a;
 	if (end > j->b)
 		end = j->b;
-	for (p = (off - j->a) / P; off < end && j->a + p * P < end; p++)
+	*p0 = (off - j->a) / P;
+	*p1 = off < end ? (end - j->a + P - 1) / P : *p0;
+}
+
+/* Mark the pages that [off, off+len) touches as not to be stored. */
+static void job_mark_bad(struct fill_job *j, uint64_t off, uint64_t len)
+{
+	uint64_t p, p1;
+
+	for (job_pages(j, off, len, &p, &p1); p < p1; p++)
 		j->bad[p] = 1;
 }
 
 /* Are all the pages that [off, off+len) touches marked not to be stored? */
 static bool job_all_bad(const struct fill_job *j, uint64_t off, uint64_t len)
 {
-	uint64_t P = j->ctx->pagefill->page, p, end = off + len;
+	uint64_t p, p1;
 
-	if (off < j->a)
-		off = j->a;
-	if (end > j->b)
-		end = j->b;
-	for (p = (off - j->a) / P; off < end && j->a + p * P < end; p++)
+	for (job_pages(j, off, len, &p, &p1); p < p1; p++)
 		if (!j->bad[p])
 			return false;
 	return true;
