@@ -222,15 +222,35 @@ static void entry_put_locked(struct fs_cache *c, struct cache_entry *e)
 		evict_locked(c);
 }
 
-/* A GET answered short of its end: send it again for the rest (0), or
- * return the pool's refusal. */
-static int ask_rest(struct fs_cache *c, struct ost_req *req)
+/* The completion of a block's or a range's GET, whose result is *rc: an
+ * answer short of its end before the end of the object is sent again for
+ * the rest (true: the request goes on, its completion runs again); an
+ * empty short answer becomes -EIO in *rc (logged); a resend the pool
+ * refuses leaves its error there. */
+static bool resent_if_short(struct fs_cache *c, struct ost_req *req, int *rc)
 {
-	req->off += req->got;
-	req->buf = (uint8_t *)req->buf + req->got;
-	req->len -= req->got;
-	req->got = 0;
-	return ost_submit(c->st, req);
+	if (*rc == 0 && req->got < req->len && req->got > 0) {
+		req->off += req->got;
+		req->buf = (uint8_t *)req->buf + req->got;
+		req->len -= req->got;
+		req->got = 0;
+		*rc = ost_submit(c->st, req);
+		return *rc == 0;
+	}
+	if (*rc == 0 && req->got != req->len) {
+		ch5_err("object %s is %zu bytes short at offset %llu", req->key,
+			req->len - req->got, (unsigned long long)req->off);
+		*rc = -EIO;
+	}
+	return false;
+}
+
+/* A GET of the cache's has completed (its callbacks are done): once none
+ * is left, fs_cache_free() may go on.  c->lock held. */
+static void fetch_finished_locked(struct fs_cache *c)
+{
+	if (--c->stats.fetching == 0)
+		pthread_cond_broadcast(&c->idle);
 }
 
 static void fetch_done(struct ost_req *req)
@@ -240,15 +260,8 @@ static void fetch_done(struct ost_req *req)
 	struct cache_waiter *w, *next;
 	int rc = req->rc;
 
-	if (rc == 0 && req->got < req->len && req->got > 0) {
-		rc = ask_rest(c, req);
-		if (rc == 0)
-			return;
-	} else if (rc == 0 && req->got != req->len) {
-		ch5_err("object %s is %zu bytes short at block %llu", e->key,
-			req->len - req->got, (unsigned long long)e->blk);
-		rc = -EIO;
-	}
+	if (resent_if_short(c, req, &rc))
+		return;
 	pthread_mutex_lock(&c->lock);
 	w = e->waiters;
 	e->waiters = NULL;
@@ -283,8 +296,7 @@ static void fetch_done(struct ost_req *req)
 	}
 	/* Only now is this completion done with the cache: fs_cache_free()
 	 * waits for fetching to reach 0. */
-	if (--c->stats.fetching == 0)
-		pthread_cond_broadcast(&c->idle);
+	fetch_finished_locked(c);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -428,19 +440,13 @@ static void range_done(struct ost_req *req)
 	struct fs_cache *c = g->cache;
 	int rc = req->rc;
 
-	if (rc == 0 && req->got < req->len && req->got > 0) {
-		rc = ask_rest(c, req);
-		if (rc == 0)
-			return;
-	} else if (rc == 0 && req->got != req->len) {
-		rc = -EIO;
-	}
+	if (resent_if_short(c, req, &rc))
+		return;
 	g->cb(g->arg, rc, rc ? NULL : g->buf, rc ? 0 : g->len);
 	free(g->key);
 	free(g);
 	pthread_mutex_lock(&c->lock);
-	if (--c->stats.fetching == 0)
-		pthread_cond_broadcast(&c->idle);
+	fetch_finished_locked(c);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -496,8 +502,7 @@ int fs_cache_get_range(struct fs_cache *c, const char *key, const char *ver,
 	if (g)
 		g->key = strdup(key);
 	if (!g || !g->key) {
-		if (g)
-			free(g);
+		free(g);
 		rc = -ENOMEM;
 		goto undo;
 	}
@@ -518,8 +523,7 @@ int fs_cache_get_range(struct fs_cache *c, const char *key, const char *ver,
 	free(g);
 undo:
 	pthread_mutex_lock(&c->lock);
-	if (--c->stats.fetching == 0)
-		pthread_cond_broadcast(&c->idle);
+	fetch_finished_locked(c);
 	pthread_mutex_unlock(&c->lock);
 	return rc;
 }

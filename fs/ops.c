@@ -219,8 +219,8 @@ struct resolve_hint {
 /* Resolve `key` to a file or directory inode and count `lookup` (0 or 1)
  * kernel lookups on it.  `hint` (may be NULL) saves the store requests a
  * listing already answered: a directory is not looked for as a file first,
- * and a file's attributes fetched less than attr_timeout ago are used as
- * they are (not over a stage's, nor over fresher ones). */
+ * and a file's header the listing fetched is taken for its attributes
+ * (seed_attr_locked: not over a stage's, nor over ones fetched later). */
 static int resolve_hinted(struct fs_ctx *ctx, const char *key,
 			  struct fuse_entry_param *e, int lookup,
 			  const struct resolve_hint *hint)
