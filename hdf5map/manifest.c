@@ -41,6 +41,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "bytes.h"
 #include "h5m_int.h"
 #include "log.h"
 
@@ -614,36 +615,6 @@ static int buf_varint(struct h5m_buf *b, uint64_t v)
 	return buf_put(b, tmp, n);
 }
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* zlib's crc32 takes a uInt length; feed it in pieces. */
 static uint32_t crc32_buf(const uint8_t *p, size_t len)
 {
@@ -764,15 +735,15 @@ int h5m_manifest_encode(const struct h5m_manifest *m, void **buf, size_t *len)
 		goto out;
 	}
 	memcpy(out, H5M_MAGIC, H5M_MAGIC_LEN);
-	put_le32(out + 8, H5M_FORMAT_VERSION);
-	put_le32(out + 12, flags);
-	put_le64(out + 16, m->generation);
-	put_le64(out + 24, m->file_size);
-	put_le64(out + 32, m->n_ext);
-	put_le64(out + 40, body.len);
-	put_le64(out + 48, stored_len);
-	put_le32(out + 56, crc32_buf(stored, stored_len));
-	put_le32(out + 60, crc32_buf(out, 60));
+	ch5_put_le32(out + 8, H5M_FORMAT_VERSION);
+	ch5_put_le32(out + 12, flags);
+	ch5_put_le64(out + 16, m->generation);
+	ch5_put_le64(out + 24, m->file_size);
+	ch5_put_le64(out + 32, m->n_ext);
+	ch5_put_le64(out + 40, body.len);
+	ch5_put_le64(out + 48, stored_len);
+	ch5_put_le32(out + 56, crc32_buf(stored, stored_len));
+	ch5_put_le32(out + 60, crc32_buf(out, 60));
 	memcpy(out + H5M_HEADER_SIZE, stored, stored_len);
 	*buf = out;
 	*len = H5M_HEADER_SIZE + stored_len;
@@ -805,20 +776,20 @@ static int parse_header(const uint8_t *p, size_t len, struct h5m_hdr *h)
 {
 	if (len < H5M_HEADER_SIZE || !h5m_is_manifest(p, len))
 		return -EBADMSG;
-	if (get_le32(p + 60) != crc32_buf(p, 60))
+	if (ch5_get_le32(p + 60) != crc32_buf(p, 60))
 		return -EBADMSG;
-	h->version = get_le32(p + 8);
+	h->version = ch5_get_le32(p + 8);
 	if (h->version == 0)
 		return -EBADMSG;
 	if (h->version > H5M_FORMAT_VERSION)
 		return -EPROTONOSUPPORT;
-	h->flags = get_le32(p + 12);
-	h->generation = get_le64(p + 16);
-	h->file_size = get_le64(p + 24);
-	h->n_ext = get_le64(p + 32);
-	h->raw_len = get_le64(p + 40);
-	h->stored_len = get_le64(p + 48);
-	h->body_crc = get_le32(p + 56);
+	h->flags = ch5_get_le32(p + 12);
+	h->generation = ch5_get_le64(p + 16);
+	h->file_size = ch5_get_le64(p + 24);
+	h->n_ext = ch5_get_le64(p + 32);
+	h->raw_len = ch5_get_le64(p + 40);
+	h->stored_len = ch5_get_le64(p + 48);
+	h->body_crc = ch5_get_le32(p + 56);
 	if (h->flags & ~H5M_FLAG_LZ4)
 		return -EBADMSG;
 	if (h->stored_len > UINT64_MAX - H5M_HEADER_SIZE)
