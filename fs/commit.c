@@ -812,6 +812,9 @@ refused:
 		if (in->ver)
 			fs_version_put(in->ver);
 		in->ver = nv;
+		in->ver_checked = info.etag[0] ? fs_now() : 0;
+		fs_listing_note(ctx, key, nv->etag, nv->size, nv->mtime_ns,
+				nv->man != NULL);
 	}
 	/* The committed version has exactly the stage's bytes: it is the
 	 * base from now on (a plain object was staged whole).  Without it

@@ -130,6 +130,8 @@ struct fs_inode {
 	pthread_mutex_t lock; /* guards the fields below */
 	struct fs_stage *stage;
 	struct fs_version *ver; /* last version loaded, or NULL */
+	double ver_checked;	/* when the store last told that ver is the
+				   current version (monotonic s; 0: never) */
 	double attr_time;	/* when attr was filled (monotonic s) */
 	double fetched;		/* when the store told attr (monotonic s):
 				   attr_time, or earlier for a listing's */
@@ -180,6 +182,7 @@ struct fs_ctx {
 				      last RELEASEs */
 	struct dir_handle *dirs;   /* open directories, likewise */
 	struct fs_pagefill *pagefill; /* page cache stores (pagefill.c) */
+	struct fs_listing *listing;   /* directory index updates (listing.c) */
 	uint64_t reads;	   /* atomic: FUSE reads answered from versions */
 	uint64_t commits;  /* atomic: successful commits */
 	uint64_t commit_failures; /* atomic */
@@ -297,6 +300,26 @@ void fs_version_read(struct fs_ctx *ctx, fuse_req_t req,
 /* ops.c -------------------------------------------------------------- */
 
 /* The root's extended attribute that holds the mount's counters. */
+/* ---- listing.c: the directory index kept current for commits ---- */
+
+/* Start the thread that stores directory index updates.  Returns 0 or
+ * -errno (then commits just note nothing).  Call once the store is open. */
+int fs_listing_init(struct fs_ctx *ctx);
+
+/* Note that the file at store key `key` now is the object with ETag `etag`
+ * (copied; ignored when empty or longer than H5M_DIRINDEX_ETAG_MAX): a
+ * file of `size` bytes, mtime `mtime_ns` (ns since the epoch), a manifest
+ * or (`manifest` false) a plain object.  Its directory's index gets the
+ * entry within about half a second.  Never blocks on the store; a failure
+ * (out of memory) is ignored, as the index is only a cache.  Any thread. */
+void fs_listing_note(struct fs_ctx *ctx, const char *key, const char *etag,
+		     uint64_t size, int64_t mtime_ns, bool manifest);
+
+/* Store every note made so far, stop the thread and free its state.  Call
+ * after the last commit (fs_release_all) and before the store is freed.
+ * Safe when fs_listing_init() failed or was not called. */
+void fs_listing_shutdown(struct fs_ctx *ctx);
+
 /* ---- pagefill.c: what reads fetch goes into the kernel page cache ---- */
 
 /* Start the store thread.  Returns 0 or -errno.  Call before the session

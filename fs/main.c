@@ -114,7 +114,8 @@ static const char usage[] =
 	"  -o spool_dir=DIR     where files being written are staged\n"
 	"                       (/var/tmp/cloudh5-spool)\n"
 	"  -o threads=N         store requests in flight (16)\n"
-	"  -o attr_timeout=S    seconds attributes are cached (1)\n"
+	"  -o attr_timeout=S    seconds attributes, and which version of a\n"
+	"                       file is current, are trusted (5)\n"
 	"  -o uid=N,gid=N,umask=M  owner and permissions shown\n"
 	"  -o direct_io         readers bypass the kernel page cache: only the\n"
 	"                       bytes asked for are fetched (no mmap)\n"
@@ -272,7 +273,7 @@ static int convert_opts(struct raw_opts *raw, struct fs_config *cfg)
 	cfg->cache_block = 1ULL << 20;
 	cfg->block_size = 8ULL << 20;
 	cfg->readahead = 32ULL << 20;
-	cfg->attr_timeout = 1.0;
+	cfg->attr_timeout = 5.0;
 	rc |= parse_size("cache_size", raw->cache_size, &cfg->cache_size);
 	cfg->cache_disk_size = 4ULL << 30;
 	rc |= parse_size("cache_disk_size", raw->cache_disk_size,
@@ -673,6 +674,9 @@ int main(int argc, char *argv[])
 		}
 		fs_cache_set_disk(ctx.cache, ctx.dcache);
 	}
+	if (fs_listing_init(&ctx) < 0)
+		ch5_warn("directory indexes are not updated by commits: "
+			 "listings read headers instead");
 	recover_kept_stages(&ctx);
 	if (fuse_set_signal_handlers(ctx.se) < 0)
 		goto out;
@@ -706,6 +710,7 @@ out:
 	if (ctx.se)
 		fuse_session_destroy(ctx.se);
 	fs_release_all(&ctx);
+	fs_listing_shutdown(&ctx);
 	fs_cache_free(ctx.cache);
 	fs_dcache_close(ctx.dcache);
 	fs_pagefill_free(&ctx);

@@ -17,6 +17,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "dirindex.h"
 #include "diskcache.h"
 #include "fs_int.h"
 #include "log.h"
@@ -117,9 +118,11 @@ static int dir_exists(struct fs_ctx *ctx, const char *key)
 /* Bring in->attr up to date (in->lock held).  Files: from the stage, or
  * from the committed version's header (one small GET, at most every
  * attr_timeout seconds).  With `need_version`, in->ver must also be the
- * current committed version: the header is always re-read and the full
- * manifest fetched again only when its ETag changed (revalidation).
- * Returns 0, or -ENOENT when the key is gone. */
+ * current committed version: unless the store told so less than
+ * attr_timeout seconds ago (say, at the lookup just before an open), the
+ * header is re-read and the full manifest fetched again only when its
+ * ETag changed (revalidation).  Returns 0, or -ENOENT when the key is
+ * gone. */
 static int refresh_locked(struct fs_ctx *ctx, struct fs_inode *in,
 			  bool need_version)
 {
@@ -146,6 +149,13 @@ static int refresh_locked(struct fs_ctx *ctx, struct fs_inode *in,
 	if (!need_version && in->have_attr &&
 	    fs_now() - in->attr_time < ctx->cfg.attr_timeout)
 		return 0;
+	if (need_version && in->ver &&
+	    fs_now() - in->ver_checked < ctx->cfg.attr_timeout) {
+		if (!in->have_attr)
+			fill_file_attr(ctx, in, in->ver->size,
+				       in->ver->mtime_ns);
+		return 0;
+	}
 	key = fs_inode_key(ctx, in);
 	if (!key)
 		return -ENOMEM;
@@ -159,6 +169,7 @@ static int refresh_locked(struct fs_ctx *ctx, struct fs_inode *in,
 		if (in->ver && !strcmp(in->ver->etag, vs.etag)) {
 			fill_file_attr(ctx, in, in->ver->size,
 				       in->ver->mtime_ns);
+			in->ver_checked = in->attr_time;
 			goto out;
 		}
 		in->object_size = vs.manifest ? vs.object_size : 0;
@@ -180,6 +191,7 @@ static int refresh_locked(struct fs_ctx *ctx, struct fs_inode *in,
 		fs_version_put(in->ver);
 	in->ver = v;
 	fill_file_attr(ctx, in, v->size, v->mtime_ns);
+	in->ver_checked = in->attr_time;
 out:
 	free(key);
 	return rc;
@@ -206,6 +218,9 @@ static void seed_attr_locked(struct fs_ctx *ctx, struct fs_inode *in,
 	in->object_size = vs->manifest ? vs->object_size : 0;
 	fill_file_attr(ctx, in, vs->size, vs->mtime_ns);
 	in->fetched = t;
+	/* The listing saw which version is current then. */
+	if (in->ver)
+		in->ver_checked = strcmp(in->ver->etag, vs->etag) ? 0 : t;
 }
 
 /* What a directory listing already told of one of its entries. */
@@ -1096,8 +1111,13 @@ out:
 struct dir_entry {
 	char *name;
 	bool is_dir;
-	bool have;	   /* vs and t are set (dir_prefetch) */
+	bool listed;	   /* an object of the LIST: etag and size are set */
+	bool have;	   /* vs and t are set (the directory index, or
+			      dir_prefetch) */
+	bool fetched;	   /* vs came from a header GET of this listing */
 	double t;	   /* fs_now() when vs was fetched */
+	char etag[OST_ETAG_MAX]; /* the LIST's */
+	uint64_t size;		 /* the LIST's: stored bytes */
 	struct fs_vstat vs;
 };
 
@@ -1119,8 +1139,10 @@ static int ent_cmp(const void *a, const void *b)
 	return c ? c : (int)x->is_dir - (int)y->is_dir;
 }
 
+/* Append entry `name` [0, len) to d; `info`: its LIST answer (NULL for a
+ * directory or a staged file). */
 static int dir_add(struct dir_handle *d, size_t *cap, const char *name,
-		   size_t len, bool is_dir)
+		   size_t len, bool is_dir, const struct ost_info *info)
 {
 	if (!len)
 		return 0;
@@ -1137,6 +1159,11 @@ static int dir_add(struct dir_handle *d, size_t *cap, const char *name,
 	d->ents[d->n].name = strndup(name, len);
 	if (!d->ents[d->n].name)
 		return -ENOMEM;
+	if (info) {
+		d->ents[d->n].listed = true;
+		memcpy(d->ents[d->n].etag, info->etag, OST_ETAG_MAX);
+		d->ents[d->n].size = info->size;
+	}
 	d->ents[d->n++].is_dir = is_dir;
 	return 0;
 }
@@ -1174,16 +1201,172 @@ static void dir_free(struct dir_handle *d)
 	free(d);
 }
 
+/* The directory index (dirindex.h): fetched while the LIST runs, it gives
+ * the attributes of each file whose ETag the LIST shows unchanged, so
+ * `ls -l` needs no header GET for it; a listing that had to fetch headers
+ * stores the index anew when the directory is released. */
+#define DIR_INDEX_FIRST (256 << 10) /* bytes the first GET asks for */
+
+struct dir_index_get {
+	struct ost_req r; /* first: the completion gets &r */
+	struct ost_batch b;
+	char *key;
+	uint8_t *buf;
+};
+
+static void dir_index_done(struct ost_req *req)
+{
+	ost_batch_finish(req->arg, 0);
+}
+
+/* Start the GET of directory `dirkey`'s index.  Returns what
+ * dir_index_apply() takes, or NULL (no index for this directory, or out
+ * of memory). */
+static struct dir_index_get *dir_index_start(struct fs_ctx *ctx,
+					     const char *dirkey)
+{
+	struct dir_index_get *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return NULL;
+	g->key = h5m_dirindex_key(dirkey);
+	g->buf = malloc(DIR_INDEX_FIRST);
+	if (!g->key || !g->buf) {
+		free(g->key);
+		free(g->buf);
+		free(g);
+		return NULL;
+	}
+	ost_batch_init(&g->b, 1);
+	g->r.op = OST_GET;
+	g->r.key = g->key;
+	g->r.buf = g->buf;
+	g->r.len = DIR_INDEX_FIRST;
+	g->r.done = dir_index_done;
+	g->r.arg = &g->b;
+	ost_batch_submit(ctx->st, &g->b, &g->r);
+	return g;
+}
+
+/* Wait for the GET `g` started, and with `use`, give each listed file of
+ * `d` whose ETag the index has its attributes from it.  Frees g.  A
+ * missing or unreadable index only means header GETs. */
+static void dir_index_apply(struct fs_ctx *ctx, struct dir_handle *d,
+			    struct dir_index_get *g, bool use)
+{
+	struct h5m_dirindex ix;
+	const uint8_t *buf = g->buf;
+	void *all = NULL;
+	size_t len = 0, i;
+	double t;
+	int rc;
+
+	ost_batch_wait(&g->b);
+	rc = g->r.rc;
+	len = g->r.got;
+	if (use && rc == 0 && g->r.info.size > g->r.got) {
+		rc = ost_get_all(ctx->st, g->key, H5M_DIRINDEX_MAX, &all, &len,
+				 NULL);
+		buf = all;
+	}
+	if (use && rc == 0)
+		rc = h5m_dirindex_decode(buf, len, &ix);
+	if (use && rc == 0) {
+		t = fs_now();
+		for (i = 0; i < d->n; i++) {
+			struct dir_entry *de = &d->ents[i];
+			const struct h5m_dirent *e;
+
+			if (!de->listed || de->is_dir || !de->etag[0])
+				continue;
+			e = h5m_dirindex_find(&ix, de->name);
+			if (!e || strcmp(e->etag, de->etag))
+				continue;
+			memset(&de->vs, 0, sizeof(de->vs));
+			de->vs.size = e->size;
+			de->vs.mtime_ns = e->mtime_ns;
+			de->vs.manifest = e->manifest;
+			de->vs.object_size = de->size;
+			memcpy(de->vs.etag, de->etag, sizeof(de->vs.etag));
+			de->t = t;
+			de->have = true;
+		}
+		h5m_dirindex_free(&ix);
+	} else if (use && rc != -ENOENT) {
+		ch5_debug("%s: the directory index is not used (%s)", g->key,
+			  strerror(-rc));
+	}
+	free(all);
+	free(g->buf);
+	free(g->key);
+	free(g);
+}
+
+/* At releasedir: if the listing fetched headers (the index missed them),
+ * store an index of every file whose attributes it knows.  Only where a
+ * manifest was seen (a listing of plain objects, say a bucket filled by
+ * other tools, writes nothing into it), not on a read-only store; a
+ * failure is logged and costs only header GETs. */
+static void dir_index_store(struct fs_ctx *ctx, struct dir_handle *d)
+{
+	struct h5m_dirent *ents;
+	size_t i, n = 0, len = 0;
+	bool fetched = false, manifests = false;
+	void *buf = NULL;
+	char *key;
+	int rc;
+
+	for (i = 0; i < d->n; i++) {
+		fetched |= d->ents[i].fetched;
+		manifests |= d->ents[i].have && d->ents[i].vs.manifest;
+	}
+	if (!fetched || !manifests || ost_read_only(ctx->st))
+		return;
+	ents = calloc(d->n, sizeof(*ents));
+	key = h5m_dirindex_key(d->key);
+	if (!ents || !key) {
+		free(ents);
+		free(key);
+		return;
+	}
+	for (i = 0; i < d->n; i++) {
+		const struct dir_entry *de = &d->ents[i];
+		struct h5m_dirent *e = &ents[n];
+
+		if (!de->have || !de->listed || de->is_dir)
+			continue;
+		e->name = de->name;
+		snprintf(e->etag, sizeof(e->etag), "%s", de->vs.etag);
+		e->size = de->vs.size;
+		e->mtime_ns = de->vs.mtime_ns;
+		e->manifest = de->vs.manifest;
+		n++;
+	}
+	rc = h5m_dirindex_encode(ents, n, &buf, &len);
+	if (rc == 0)
+		rc = ost_put_buf(ctx->st, key, buf, len, NULL);
+	if (rc < 0)
+		ch5_info("%s: the directory index was not stored (%s)", key,
+			 strerror(-rc));
+	else
+		ch5_debug("%s: stored the directory index, %zu files", key, n);
+	free(buf);
+	free(ents);
+	free(key);
+}
+
 static int dir_load(struct fs_ctx *ctx, struct dir_handle *d)
 {
 	char *prefix = *d->key ? fs_child_key(d->key, "") : strdup("");
 	size_t pl = prefix ? strlen(prefix) : 0, cap = 0, i, j;
 	char *token = NULL, **staged = NULL;
 	size_t n_staged = 0;
+	struct dir_index_get *g;
 	int rc = 0;
 
 	if (!prefix)
 		return -ENOMEM;
+	g = dir_index_start(ctx, d->key);
 	do {
 		struct ost_list_result res = { 0 };
 
@@ -1193,14 +1376,15 @@ static int dir_load(struct fs_ctx *ctx, struct dir_handle *d)
 		for (i = 0; rc == 0 && i < res.n_objects; i++) {
 			const char *nm = res.objects[i].key + pl;
 
-			rc = dir_add(d, &cap, nm, strlen(nm), false);
+			rc = dir_add(d, &cap, nm, strlen(nm), false,
+				     &res.objects[i].info);
 		}
 		for (i = 0; rc == 0 && i < res.n_prefixes; i++) {
 			const char *nm = res.prefixes[i] + pl;
 
 			if (!pl && !strcmp(nm, HIDDEN_ROOT "/"))
 				continue;
-			rc = dir_add(d, &cap, nm, strlen(nm) - 1, true);
+			rc = dir_add(d, &cap, nm, strlen(nm) - 1, true, NULL);
 		}
 		if (rc == 0 && res.next_token)
 			token = strdup(res.next_token);
@@ -1211,12 +1395,15 @@ static int dir_load(struct fs_ctx *ctx, struct dir_handle *d)
 	for (i = 0; i < n_staged; i++) {
 		if (rc == 0)
 			rc = dir_add(d, &cap, staged[i], strlen(staged[i]),
-				     false);
+				     false, NULL);
 		free(staged[i]);
 	}
 	free(staged);
-	if (rc < 0)
+	if (rc < 0) {
+		if (g)
+			dir_index_apply(ctx, d, g, false);
 		return rc;
+	}
 	if (d->n)
 		qsort(d->ents, d->n, sizeof(*d->ents), ent_cmp);
 	for (i = j = 0; i < d->n; i++) {
@@ -1227,6 +1414,8 @@ static int dir_load(struct fs_ctx *ctx, struct dir_handle *d)
 		d->ents[j++] = d->ents[i];
 	}
 	d->n = j;
+	if (g)
+		dir_index_apply(ctx, d, g, true);
 	return 0;
 }
 
@@ -1292,6 +1481,7 @@ static void dir_head_done(struct ost_req *req)
 			   &h->de->vs) == 0) {
 		h->de->t = fs_now();
 		h->de->have = true;
+		h->de->fetched = true;
 	}
 	free(h->key);
 	free(h);
@@ -1482,10 +1672,13 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 {
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
 
+	struct fs_ctx *ctx = req_ctx(req);
+
 	(void)ino;
-	dir_unlink(req_ctx(req), d);
-	dir_free(d);
+	dir_unlink(ctx, d);
 	fuse_reply_err(req, 0);
+	dir_index_store(ctx, d);
+	dir_free(d);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)

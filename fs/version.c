@@ -216,6 +216,7 @@ static void *reread(void *arg)
 		 * stop, and the pages it left go. */
 		if (old && in->ver == old && !in->stage) {
 			in->ver = nv;
+			in->ver_checked = fs_now();
 			fs_version_get(nv);
 			fs_version_put(old);
 			gone = true;
