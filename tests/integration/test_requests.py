@@ -12,8 +12,9 @@
                  file written chunk by chunk so chunks lie next to each
                  other and to metadata) costs at most 3 requests: the
                  manifest's first bytes (lookup), the manifest, the chunk;
-                 reading it again, then `h5dump -H`, cost one request
-                 each (the manifest's revalidation at open).
+                 reading it again, then `h5dump -H`, cost at most one
+                 request each (the manifest's revalidation at open; none
+                 within attr_timeout of the last one).
   open_after_lookup  opening a file right after its lookup asked the
                  store whether it changed costs no second request.
   read_one_dataset  a cold read of one dataset in file order reads ahead
@@ -160,7 +161,7 @@ def one_chunk(binary):
         n2, by2 = requests(s0, T.mount_stats(ws))
         T.check(n2 <= 2, "warm re-read of d[37] and h5dump -H cost %d "
                 "requests (%s), bound 2 (the manifest's revalidation at "
-                "each open)" % (n2, by2))
+                "each open past attr_timeout)" % (n2, by2))
         ws.stop()
         return "cold d[37]: %d (%s); warm again + h5dump -H: %d" % (
             n, by, n2)
