@@ -42,7 +42,7 @@ struct note {
 /* When a directory's index may be stored again (the thread's own). */
 struct dir_pace {
 	char *dir;
-	double next_ok; /* mono_now() */
+	double next_ok; /* fs_now() */
 	struct dir_pace *next;
 };
 
@@ -122,14 +122,6 @@ static bool noted(struct note **v, size_t n, const char *name)
 	return false;
 }
 
-static double mono_now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 /* The pacing state of directory `dir` (created), or NULL (no memory). */
 static struct dir_pace *pace_of(struct fs_listing *l, const char *dir)
 {
@@ -200,7 +192,7 @@ out:
 
 /* Store the notes of list `head` (newest first) whose directory's pace
  * allows it now (all of them with `all`), and free them.  Returns the
- * notes held back, newest first, and lowers *wake to the mono_now() when
+ * notes held back, newest first, and lowers *wake to the fs_now() when
  * the first of them may go. */
 static struct note *store_notes(struct fs_ctx *ctx, struct note *head,
 				bool all, double *wake)
@@ -209,7 +201,7 @@ static struct note *store_notes(struct fs_ctx *ctx, struct note *head,
 	struct note **kept, *n, *next, *back = NULL, **tail = &back;
 	struct ranked *r;
 	size_t cnt = 0, i, j, k;
-	double now = mono_now();
+	double now = fs_now();
 
 	for (n = head; n; n = n->next)
 		cnt++;
@@ -243,7 +235,7 @@ static struct note *store_notes(struct fs_ctx *ctx, struct note *head,
 			}
 			len = store_dir(ctx, r[i].n->dir, kept, k);
 			if (p)
-				p->next_ok = mono_now() +
+				p->next_ok = fs_now() +
 					     (double)len / LISTING_RATE;
 		}
 	}
@@ -279,11 +271,11 @@ static void *listing_thread(void *arg)
 			pthread_cond_wait(&l->cond, &l->lock);
 		if (!l->notes)
 			break; /* stopped, nothing left */
-		if (wake < mono_now() + LISTING_DEBOUNCE)
-			wake = mono_now() + LISTING_DEBOUNCE;
-		while (!l->stop && mono_now() < wake) {
+		if (wake < fs_now() + LISTING_DEBOUNCE)
+			wake = fs_now() + LISTING_DEBOUNCE;
+		while (!l->stop && fs_now() < wake) {
 			struct timespec ts;
-			double left = wake - mono_now();
+			double left = wake - fs_now();
 
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_sec += (time_t)left;
