@@ -315,6 +315,16 @@ int fs_listing_init(struct fs_ctx *ctx);
 void fs_listing_note(struct fs_ctx *ctx, const char *key, const char *etag,
 		     uint64_t size, int64_t mtime_ns, bool manifest);
 
+struct h5m_dirent;
+
+/* Store entries `ents` [0, n) (reordered: see h5m_dirindex_encode) as the
+ * whole index of directory `dir` ("" for the root, else its key without
+ * the trailing '/').  Returns the bytes stored, or 0 when nothing was (the
+ * error is logged: an index is only a cache).  Blocks on the store; any
+ * thread but a pool worker. */
+size_t fs_listing_store(struct fs_ctx *ctx, const char *dir,
+			struct h5m_dirent *ents, size_t n);
+
 /* Store every note made so far, stop the thread and free its state.  Call
  * after the last commit (fs_release_all) and before the store is freed.
  * Safe when fs_listing_init() failed or was not called. */

@@ -140,6 +140,27 @@ static struct dir_pace *pace_of(struct fs_listing *l, const char *dir)
 	return p;
 }
 
+size_t fs_listing_store(struct fs_ctx *ctx, const char *dir,
+			struct h5m_dirent *ents, size_t n)
+{
+	char *key = h5m_dirindex_key(dir);
+	void *buf = NULL;
+	size_t len = 0;
+	int rc = key ? h5m_dirindex_encode(ents, n, &buf, &len) : -ENAMETOOLONG;
+
+	if (rc == 0)
+		rc = ost_put_buf(ctx->st, key, buf, len, NULL);
+	if (rc < 0)
+		ch5_info("directory '%s': its index was not stored (%s)", dir,
+			 strerror(-rc));
+	else
+		ch5_debug("directory '%s': stored its index, %zu files", dir,
+			  n);
+	free(buf);
+	free(key);
+	return rc < 0 ? 0 : len;
+}
+
 /* Store the index of directory `dir` with notes v[0, n) (one per name,
  * sorted by name) over what it held.  Returns the bytes stored (0 when
  * nothing was). */
@@ -156,38 +177,29 @@ static size_t store_dir(struct fs_ctx *ctx, const char *dir, struct note **v,
 	if (!key)
 		return 0;
 	rc = ost_get_all(ctx->st, key, H5M_DIRINDEX_MAX, &buf, &len, NULL);
+	free(key);
 	if (rc == 0 && h5m_dirindex_decode(buf, len, &ix) < 0)
 		memset(&ix, 0, sizeof(ix)); /* unreadable: start anew */
 	free(buf);
-	buf = NULL;
 	len = 0;
-	if (rc < 0 && rc != -ENOENT)
-		goto out; /* the store is failing: keep what is there */
-	ents = calloc(ix.n + n, sizeof(*ents));
-	if (!ents) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < ix.n; i++)
-		if (!noted(v, n, ix.ents[i].name))
-			ents[k++] = ix.ents[i];
-	for (i = 0; i < n; i++)
-		ents[k++] = v[i]->e;
-	rc = h5m_dirindex_encode(ents, k, &buf, &len);
-	if (rc == 0)
-		rc = ost_put_buf(ctx->st, key, buf, len, NULL);
-out:
-	if (rc < 0)
-		ch5_info("%s: the directory index was not updated (%s)", key,
+	if (rc < 0 && rc != -ENOENT) {
+		/* the store is failing: keep what is there */
+		ch5_info("directory '%s': its index was not read (%s)", dir,
 			 strerror(-rc));
-	else
-		ch5_debug("%s: %zu files noted in the directory index", key,
-			  n);
-	free(buf);
+		return 0;
+	}
+	ents = calloc(ix.n + n, sizeof(*ents));
+	if (ents) {
+		for (i = 0; i < ix.n; i++)
+			if (!noted(v, n, ix.ents[i].name))
+				ents[k++] = ix.ents[i];
+		for (i = 0; i < n; i++)
+			ents[k++] = v[i]->e;
+		len = fs_listing_store(ctx, dir, ents, k);
+	}
 	free(ents);
 	h5m_dirindex_free(&ix);
-	free(key);
-	return rc < 0 ? 0 : len;
+	return len;
 }
 
 /* Store the notes of list `head` (newest first) whose directory's pace

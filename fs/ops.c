@@ -1310,11 +1310,8 @@ static void dir_index_apply(struct fs_ctx *ctx, struct dir_handle *d,
 static void dir_index_store(struct fs_ctx *ctx, struct dir_handle *d)
 {
 	struct h5m_dirent *ents;
-	size_t i, n = 0, len = 0;
+	size_t i, n = 0;
 	bool fetched = false, manifests = false;
-	void *buf = NULL;
-	char *key;
-	int rc;
 
 	for (i = 0; i < d->n; i++) {
 		fetched |= d->ents[i].fetched;
@@ -1323,12 +1320,8 @@ static void dir_index_store(struct fs_ctx *ctx, struct dir_handle *d)
 	if (!fetched || !manifests || ost_read_only(ctx->st))
 		return;
 	ents = calloc(d->n, sizeof(*ents));
-	key = h5m_dirindex_key(d->key);
-	if (!ents || !key) {
-		free(ents);
-		free(key);
+	if (!ents)
 		return;
-	}
 	for (i = 0; i < d->n; i++) {
 		const struct dir_entry *de = &d->ents[i];
 		struct h5m_dirent *e = &ents[n];
@@ -1342,17 +1335,8 @@ static void dir_index_store(struct fs_ctx *ctx, struct dir_handle *d)
 		e->manifest = de->vs.manifest;
 		n++;
 	}
-	rc = h5m_dirindex_encode(ents, n, &buf, &len);
-	if (rc == 0)
-		rc = ost_put_buf(ctx->st, key, buf, len, NULL);
-	if (rc < 0)
-		ch5_info("%s: the directory index was not stored (%s)", key,
-			 strerror(-rc));
-	else
-		ch5_debug("%s: stored the directory index, %zu files", key, n);
-	free(buf);
+	fs_listing_store(ctx, d->key, ents, n);
 	free(ents);
-	free(key);
 }
 
 static int dir_load(struct fs_ctx *ctx, struct dir_handle *d)
