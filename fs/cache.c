@@ -54,6 +54,25 @@ struct free_buf {
 	struct free_buf *next;
 };
 
+/* The few bytes of a neighbouring object that one ranged GET of
+ * fs_cache_get_range() brought: kept (at most EDGE_SLOTS of them, each at
+ * most EDGE_LEN_MAX bytes, 8 MiB in all) so that reading the same page
+ * again, after the kernel dropped it from its page cache, costs no second
+ * GET.  Objects are immutable (or versioned by `ver`), so these never go
+ * stale. */
+#define EDGE_SLOTS 2048
+#define EDGE_BUCKETS 4096
+#define EDGE_LEN_MAX 4096 /* bytes; longer ranges are not kept */
+
+struct edge {
+	struct edge *hnext;
+	uint64_t hash;
+	char *key, *ver;
+	uint64_t off;
+	size_t len;
+	uint8_t data[];
+};
+
 struct fs_cache {
 	struct ost *st;
 	struct fs_dcache *disk; /* or NULL */
@@ -69,6 +88,11 @@ struct fs_cache {
 	void **slabs;				 /* guarded by lock */
 	size_t n_slabs;
 	size_t slab_size;
+	/* The answers of fs_cache_get_range()'s ranged GETs, guarded by
+	 * lock: a hash table and a ring in arrival order (the oldest goes). */
+	struct edge *edges[EDGE_BUCKETS];
+	struct edge *edge_ring[EDGE_SLOTS];
+	size_t edge_next; /* ring slot the next one takes */
 };
 
 /* A buffer for `len` bytes of block; lock held. */
@@ -429,10 +453,66 @@ struct range_get {
 	struct fs_cache *cache;
 	fs_cache_cb cb;
 	void *arg;
-	char *key;
+	char *key, *ver;
 	size_t len; /* bytes asked for, all in buf on success */
 	uint8_t buf[];
 };
+
+static struct edge *edge_find_locked(struct fs_cache *c, const char *key,
+				     const char *ver, uint64_t off, size_t len,
+				     uint64_t h)
+{
+	struct edge *e = c->edges[h % EDGE_BUCKETS];
+
+	for (; e; e = e->hnext)
+		if (e->hash == h && e->off == off && e->len == len &&
+		    !strcmp(e->key, key) && !strcmp(e->ver, ver))
+			return e;
+	return NULL;
+}
+
+static void edge_free(struct edge *e)
+{
+	free(e->key);
+	free(e->ver);
+	free(e);
+}
+
+/* Keep the answer of range_get `g` (lock held; out of memory: not kept). */
+static void edge_put_locked(struct fs_cache *c, const struct range_get *g)
+{
+	uint64_t h = entry_hash(g->key, g->ver, g->req.off);
+	struct edge *e, *old, **pp;
+
+	if (g->len > EDGE_LEN_MAX ||
+	    edge_find_locked(c, g->key, g->ver, g->req.off, g->len, h))
+		return;
+	e = malloc(sizeof(*e) + g->len);
+	if (!e)
+		return;
+	e->key = strdup(g->key);
+	e->ver = strdup(g->ver);
+	if (!e->key || !e->ver) {
+		edge_free(e);
+		return;
+	}
+	e->hash = h;
+	e->off = g->req.off;
+	e->len = g->len;
+	memcpy(e->data, g->buf, g->len);
+	old = c->edge_ring[c->edge_next];
+	if (old) {
+		for (pp = &c->edges[old->hash % EDGE_BUCKETS]; *pp != old;
+		     pp = &(*pp)->hnext)
+			;
+		*pp = old->hnext;
+		edge_free(old);
+	}
+	c->edge_ring[c->edge_next] = e;
+	c->edge_next = (c->edge_next + 1) % EDGE_SLOTS;
+	e->hnext = c->edges[h % EDGE_BUCKETS];
+	c->edges[h % EDGE_BUCKETS] = e;
+}
 
 static void range_done(struct ost_req *req)
 {
@@ -442,8 +522,14 @@ static void range_done(struct ost_req *req)
 
 	if (resent_if_short(c, req, &rc))
 		return;
+	if (rc == 0) {
+		pthread_mutex_lock(&c->lock);
+		edge_put_locked(c, g);
+		pthread_mutex_unlock(&c->lock);
+	}
 	g->cb(g->arg, rc, rc ? NULL : g->buf, rc ? 0 : g->len);
 	free(g->key);
+	free(g->ver);
 	free(g);
 	pthread_mutex_lock(&c->lock);
 	fetch_finished_locked(c);
@@ -470,6 +556,7 @@ int fs_cache_get_range(struct fs_cache *c, const char *key, const char *ver,
 	uint64_t blk = off / c->block_size;
 	struct range_waiter *w;
 	struct range_get *g;
+	struct edge *e;
 	int rc;
 
 	if (!ver)
@@ -495,13 +582,36 @@ int fs_cache_get_range(struct fs_cache *c, const char *key, const char *ver,
 			free(w);
 		return rc;
 	}
+	e = edge_find_locked(c, key, ver, off, len,
+			     entry_hash(key, ver, off));
+	if (e) {
+		/* fetched before: answer from a copy (it may go once the
+		 * lock is dropped) */
+		uint8_t *copy = malloc(len);
+
+		if (copy)
+			memcpy(copy, e->data, len);
+		c->stats.partial_hits += copy != NULL;
+		pthread_mutex_unlock(&c->lock);
+		if (!copy)
+			return -ENOMEM;
+		cb(arg, 0, copy, len);
+		free(copy);
+		return 0;
+	}
 	c->stats.partial++;
 	c->stats.fetching++;
 	pthread_mutex_unlock(&c->lock);
 	g = calloc(1, sizeof(*g) + len);
-	if (g)
+	if (g) {
 		g->key = strdup(key);
-	if (!g || !g->key) {
+		g->ver = strdup(ver);
+	}
+	if (!g || !g->key || !g->ver) {
+		if (g) {
+			free(g->key);
+			free(g->ver);
+		}
 		free(g);
 		rc = -ENOMEM;
 		goto undo;
@@ -520,6 +630,7 @@ int fs_cache_get_range(struct fs_cache *c, const char *key, const char *ver,
 	if (rc == 0)
 		return 0;
 	free(g->key);
+	free(g->ver);
 	free(g);
 undo:
 	pthread_mutex_lock(&c->lock);
@@ -576,6 +687,9 @@ void fs_cache_free(struct fs_cache *c)
 		}
 	}
 	free(c->buckets);
+	for (i = 0; i < EDGE_SLOTS; i++)
+		if (c->edge_ring[i])
+			edge_free(c->edge_ring[i]);
 	for (i = 0; i < c->n_slabs; i++)
 		munmap(c->slabs[i], c->slab_size + HUGE_PAGE);
 	free(c->slabs);

@@ -63,7 +63,9 @@ int fs_cache_get(struct fs_cache *c, const char *key, const char *ver,
  * fs_cache_get()), a range inside one block: for the few bytes of a
  * neighbouring chunk that share a page with the chunk being read.  If the
  * block is cached or being fetched, the bytes come from it; otherwise a
- * ranged GET of just these bytes is sent and its answer is not cached.
+ * ranged GET of just these bytes is sent; its answer is kept apart from
+ * the blocks (the last 2,048 such answers, 8 MiB at most), so the same
+ * range asked again, say after the kernel dropped the page, costs no GET.
  * `cb` gets exactly `len` bytes (or an error) and must not be NULL.
  * Returns 0 (cb will be, or has been, called) or a negative errno without
  * calling cb (-EINVAL if the range is empty, leaves the object or spans
@@ -87,6 +89,8 @@ struct fs_cache_stats {
 	uint64_t blocks;   /* blocks cached now */
 	uint64_t fetching; /* GETs whose completion has not finished */
 	uint64_t partial;  /* ranged GETs of fs_cache_get_range() */
+	uint64_t partial_hits; /* fs_cache_get_range() answered from an
+				  earlier ranged GET's bytes */
 };
 
 void fs_cache_stats_get(struct fs_cache *c, struct fs_cache_stats *out);

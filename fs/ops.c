@@ -1710,9 +1710,10 @@ int fs_stats_format(struct fs_ctx *ctx, char *buf, size_t size)
 	EMIT("cache.hits %" PRIu64 "\ncache.misses %" PRIu64
 	     "\ncache.joins %" PRIu64 "\ncache.evictions %" PRIu64
 	     "\ncache.bytes %" PRIu64 "\ncache.blocks %" PRIu64
-	     "\ncache.fetching %" PRIu64 "\ncache.partial_gets %" PRIu64 "\n",
+	     "\ncache.fetching %" PRIu64 "\ncache.partial_gets %" PRIu64
+	     "\ncache.partial_hits %" PRIu64 "\n",
 	     cs.hits, cs.misses, cs.joins, cs.evictions, cs.bytes, cs.blocks,
-	     cs.fetching, cs.partial);
+	     cs.fetching, cs.partial, cs.partial_hits);
 	if (ctx->dcache) {
 		struct fs_dcache_stats ds;
 

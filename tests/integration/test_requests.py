@@ -20,7 +20,8 @@
   read_one_dataset  a cold read of one dataset in file order reads ahead
                  within it, not into the next dataset's chunks.
   random_reads_bytes  random hyperslab reads of a file without edge page
-                 fill fetch at most 1.5x the bytes of the chunks touched.
+                 fill fetch at most 1.5x the bytes of the chunks touched,
+                 and nothing more once the kernel drops the pages.
   listing_after_commit  files written through the mount are in their
                  directory's index: the first cold `ls -l` of them costs
                  a few requests.
@@ -258,9 +259,11 @@ def random_reads_bytes(binary):
     the page-fill budget): the bytes fetched stay under 1.5x the chunks the
     reads touch, plus the manifest (a chunk's first and last pages hold a
     few bytes of its neighbours; those come by ranged GETs of just them,
-    not by fetching the neighbours whole, which was 3x)."""
+    not by fetching the neighbours whole, which was 3x).  The same reads
+    after the kernel dropped the file's pages cost no request: those
+    ranged GETs' answers are kept too."""
     P = "edges.h5"
-    with T.Workspace(binary, name="reqedge") as ws:
+    with T.Workspace(binary, name="reqedge", opts="attr_timeout=60") as ws:
         ws.start()
         rng = np.random.default_rng(9)
         data = rng.random((2048, 2560), dtype=np.float32)
@@ -276,15 +279,21 @@ def random_reads_bytes(binary):
                 "xs = [int(v) for v in sys.argv[3].split(',')]\n"
                 "np.save(sys.stdout.buffer, np.stack([f['d'][y:y + 16, x:x + 16]"
                 " for y, x in zip(ys, xs)]))\n")
-        out = subprocess.run(["/usr/bin/python3", "-c", code, ws.m(P),
-                              ",".join(map(str, ys)), ",".join(map(str, xs))],
-                             check=True, capture_output=True, timeout=300).stdout
-        s1 = T.mount_stats(ws)
-        with open(os.path.join(ws.root, "got.npy"), "wb") as o:
-            o.write(out)
-        got = np.load(os.path.join(ws.root, "got.npy"))
         want = np.stack([data[y:y + 16, x:x + 16] for y, x in zip(ys, xs)])
-        T.check(np.array_equal(got, want), "random reads read back wrong")
+
+        def read_all():
+            out = subprocess.run(["/usr/bin/python3", "-c", code, ws.m(P),
+                                  ",".join(map(str, ys)),
+                                  ",".join(map(str, xs))],
+                                 check=True, capture_output=True,
+                                 timeout=300).stdout
+            with open(os.path.join(ws.root, "got.npy"), "wb") as o:
+                o.write(out)
+            got = np.load(os.path.join(ws.root, "got.npy"))
+            T.check(np.array_equal(got, want), "random reads read back "
+                    "wrong")
+        read_all()
+        s1 = T.mount_stats(ws)
         touched = {(y // 64 + j, x // 64 + i) for y, x in zip(ys, xs)
                    for j in range(2) for i in range(2)
                    if (y + 15) // 64 >= y // 64 + j and (x + 15) // 64 >= x // 64 + i}
@@ -295,9 +304,26 @@ def random_reads_bytes(binary):
                 "random reads fetched %d bytes for %d of chunks touched and "
                 "a %d-byte manifest (bound 1.5x + manifest)"
                 % (moved, chunk_bytes, manifest))
+        # The kernel drops the file's pages; the same reads again are
+        # answered from the daemon's memory: the chunks from the block
+        # cache, the neighbours' edge bytes from the kept ranged GETs.
+        fd = os.open(ws.m(P), os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        read_all()
+        s2 = T.mount_stats(ws)
+        again, by = requests(s1, s2)
+        T.check(s2["reads"] > s1["reads"], "the page cache was not "
+                "dropped: no read reached the daemon")
+        T.check(again == 0, "the same reads after the page cache was "
+                "dropped cost %d requests (%s), want 0" % (again, by))
         ws.stop()
-        return "%d bytes in for %d chunk bytes touched + %d manifest" % (
-            moved, chunk_bytes, manifest)
+        return ("%d bytes in for %d chunk bytes touched + %d manifest; "
+                "again without the page cache: %d reads, %d requests" % (
+                    moved, chunk_bytes, manifest, s2["reads"] - s1["reads"],
+                    again))
 
 
 INDEX_KEY = ".cloudh5/i/Dd"  # the index of directory d (dirindex.h)

@@ -295,6 +295,58 @@ static void test_versions(void **state)
 	ost_free(st);
 }
 
+/* Range [off, off + len) of "obj" through fs_cache_get_range(); checks
+ * the bytes. */
+static void fetch_range(struct fs_cache *c, uint64_t off, size_t len)
+{
+	struct waiter w;
+	size_t i;
+
+	waiter_init(&w, 1);
+	assert_int_equal(fs_cache_get_range(c, "obj", NULL, 10 * BS + 100, off,
+					    len, got_block, &w),
+			 0);
+	waiter_wait(&w);
+	assert_int_equal(w.rc, 0);
+	assert_int_equal(w.len, len);
+	for (i = 0; i < len; i++)
+		assert_int_equal(w.buf[i], (uint8_t)((off + i) * 7));
+}
+
+/* Ranged GETs' answers are kept: the same range again costs no GET, a
+ * different one does; past 2,048 kept answers the oldest go first. */
+static void test_ranges_kept(void **state)
+{
+	struct ost *st = make_store(NULL);
+	struct fs_cache *c;
+	struct fs_cache_stats s;
+	uint64_t i;
+
+	(void)state;
+	assert_int_equal(fs_cache_new(st, 1 << 20, BS, &c), 0);
+	fetch_range(c, 5, 100);
+	fetch_range(c, 5, 100);
+	fetch_range(c, 5, 99);
+	fs_cache_stats_get(c, &s);
+	assert_int_equal(s.partial, 2);
+	assert_int_equal(s.partial_hits, 1);
+	/* 2,100 ranges of one byte: the first 52 are evicted */
+	for (i = 0; i < 2100; i++)
+		fetch_range(c, 1000 + i, 1);
+	fs_cache_stats_get(c, &s);
+	assert_int_equal(s.partial, 2 + 2100);
+	fetch_range(c, 1000 + 2099, 1); /* kept */
+	fetch_range(c, 1000 + 60, 1);	/* kept */
+	fs_cache_stats_get(c, &s);
+	assert_int_equal(s.partial, 2 + 2100);
+	fetch_range(c, 1000, 1); /* evicted: fetched again */
+	fetch_range(c, 5, 100);	 /* evicted long ago */
+	fs_cache_stats_get(c, &s);
+	assert_int_equal(s.partial, 2 + 2100 + 2);
+	fs_cache_free(c);
+	ost_free(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -304,6 +356,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_short_reads),
 		cmocka_unit_test(test_versions),
+		cmocka_unit_test(test_ranges_kept),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
