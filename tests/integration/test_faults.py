@@ -74,6 +74,10 @@ def plain_commit_fails_then_retries(binary):
         # The 1st PUT from now on fails (fault counts PUTs only).
         start_with(ws, "ops=put:fail_nth=1:fail_errno=%d" % errno.EIO)
         f = open(ws.m("f.bin"), "wb")
+        # A second descriptor keeps the file open past close(): the last
+        # RELEASE commits again (and, the fault spent, succeeds), which
+        # would race with the checks of the failed commit's state below.
+        hold = os.open(ws.m("f.bin"), os.O_RDONLY)
         f.write(v2)
         try:
             f.close()
@@ -85,6 +89,7 @@ def plain_commit_fails_then_retries(binary):
         T.check(v2 in stages(ws), "the staged bytes are not in the spool")
         T.check(read(ws.m("f.bin")) == v2,
                 "the mount does not show the staged bytes")
+        os.close(hold)
         # Retry: any flush of the file commits the kept stage.
         with open(ws.m("f.bin"), "r+b"):
             pass
