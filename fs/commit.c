@@ -929,7 +929,8 @@ int fs_move_file(struct fs_ctx *ctx, const char *from, const char *to)
 	}
 	/* Objects first, then the manifest that names them: a crash leaves
 	 * the old file whole (plus copies fsck removes) or both names. */
-	rc = h5m_manifest_rekey(v->man, from, to, &m2);
+	/* with its edge section, which the new manifest keeps */
+	rc = h5m_manifest_rekey(fs_version_manifest(ctx, v), from, to, &m2);
 	if (rc == 0)
 		rc = copy_objects(ctx, v->man, m2);
 	if (rc == 0)

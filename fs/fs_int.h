@@ -53,9 +53,18 @@ struct fs_config {
 
 /* A committed version as seen by readers; shared by open handles and
  * refcounted (fs_version_put). Immutable once published. */
+struct edge_wait;
+
 struct fs_version {
 	unsigned refs; /* atomic */
 	struct h5m_manifest *man; /* NULL for a plain object */
+	/* The manifest with its edge section merged (format 3), once that
+	 * is read (atomic; NULL before): fs_version_map() uses it. */
+	struct h5m_manifest *full;
+	int edges;    /* atomic: 0, 1 while the edge section's GET is out,
+			 2 after it */
+	struct edge_wait *waiting; /* edge pieces waiting for it */
+	char *mkey;   /* the manifest's key, while an edge section is due */
 	char *key;		  /* plain object: its key */
 	uint64_t size;		  /* file bytes */
 	int64_t mtime_ns;
@@ -240,11 +249,36 @@ int fs_staged_children(struct fs_ctx *ctx, const char *dir_key,
 int fs_version_load(struct fs_ctx *ctx, const char *key,
 		    struct fs_version **out);
 
-/* The same, told that the stored object was `hint` bytes at its last
- * stat (fs_vstat.object_size; 0 = unknown): a manifest of that size is
- * read with one GET instead of two. */
+/* The same, told that the manifest's head was `hint` bytes at its last
+ * stat (fs_vstat.object_size; 0 = unknown): a head of that size is read
+ * with one GET instead of two.  Of a manifest with an edge section
+ * (format 3) only the head is read; see fs_version_edges(). */
 int fs_version_load_sized(struct fs_ctx *ctx, const char *key, uint64_t hint,
 			  struct fs_version **out);
+
+/* Start reading v's edge section (the page fill of the pages where chunks
+ * meet, far from metadata), if it has one and it is not read or being
+ * read: one async GET; until it lands a read of such a page fetches the
+ * neighbour's bytes (fs_cache_get_range()).  Called on the first read of
+ * data, so reading only metadata never costs it.  Never blocks; any
+ * thread. */
+void fs_version_edges(struct fs_ctx *ctx, struct fs_version *v);
+
+/* Bytes [off, off+len) of object `key` (of obj_size bytes), which are
+ * file bytes [file_off, file_off+len) of v: an edge piece
+ * (fs_piece_is_edge()).  While v's edge section is on its way they wait
+ * for it; else they come from it, or as fs_cache_get_range() gets them.
+ * Same callback, arguments and returns as fs_cache_get_range(). */
+int fs_version_get_edge(struct fs_ctx *ctx, struct fs_version *v,
+			const char *key, uint64_t obj_size, uint64_t file_off,
+			uint64_t off, size_t len, fs_cache_cb cb, void *arg);
+
+/* v's manifest with its edge section merged, read now (synchronously) if
+ * it is not yet; v->man if it has none or it cannot be read (the edge
+ * bytes then come from the chunk objects, as for any page).  Not on a
+ * pool thread.  The result lives as long as v. */
+const struct h5m_manifest *fs_version_manifest(struct fs_ctx *ctx,
+					       struct fs_version *v);
 /* What one small GET of the first bytes at `key` tells. */
 struct fs_vstat {
 	uint64_t size;	  /* file bytes (from the manifest header, or the
@@ -252,8 +286,8 @@ struct fs_vstat {
 	int64_t mtime_ns;
 	char etag[OST_ETAG_MAX];
 	bool manifest;
-	uint64_t object_size; /* bytes of the stored object (the manifest
-				 itself for a manifest) */
+	uint64_t object_size; /* bytes of the stored object; of a manifest,
+				 its head (all of it up to format 2) */
 };
 
 /* Size, mtime and ETag of the file at `key` without loading a manifest

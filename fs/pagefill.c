@@ -493,10 +493,10 @@ static void job_issue(struct fs_ctx *ctx, struct fill_job *j, uint64_t lo,
 						   __ATOMIC_ACQ_REL);
 				if (fs_piece_is_edge(pc, size)) {
 					p->skip = 0;
-					rc = fs_cache_get_range(
-						ctx->cache, key,
-						fs_version_tag(j->v), size, o,
-						p->len, part_arrived, p);
+					rc = fs_version_get_edge(
+						ctx, j->v, key, size,
+						p->file_off, o, p->len,
+						part_arrived, p);
 				} else {
 					rc = fs_cache_get(ctx->cache, key,
 							  fs_version_tag(j->v),

@@ -9,6 +9,7 @@
  * that prefetches the following objects' blocks; a seek resets it.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,9 @@ void fs_version_put(struct fs_version *v)
 {
 	if (!v || __atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL))
 		return;
+	h5m_manifest_free(v->full); /* borrows from man: first */
 	h5m_manifest_free(v->man);
+	free(v->mkey);
 	free(v->key);
 	free(v);
 }
@@ -53,8 +56,10 @@ int fs_version_load(struct fs_ctx *ctx, const char *key,
 int fs_version_load_sized(struct fs_ctx *ctx, const char *key, uint64_t hint,
 			  struct fs_version **out)
 {
-	size_t first = hint > FIRST_GET && hint <= MANIFEST_MAX ? (size_t)hint
-								  : FIRST_GET;
+	/* a hint is the head of a manifest: what a load reads */
+	size_t first = hint >= H5M_HEADER_SIZE && hint <= MANIFEST_MAX
+			       ? (size_t)hint
+			       : FIRST_GET;
 	struct fs_version *v;
 	struct ost_info info;
 	struct h5m_header hdr;
@@ -83,8 +88,14 @@ int fs_version_load_sized(struct fs_ctx *ctx, const char *key, uint64_t hint,
 	rc = h5m_header_peek(buf, got, &hdr);
 	if (rc < 0)
 		goto corrupt;
-	if (hdr.manifest_size != info.size || hdr.manifest_size > MANIFEST_MAX)
+	/* the head is the whole object, or (format 3) an edge section
+	 * follows it */
+	if (hdr.manifest_size > info.size || hdr.manifest_size > MANIFEST_MAX ||
+	    (hdr.version < 3 && hdr.manifest_size != info.size))
 		goto corrupt;
+	/* of an edge section the first GET brought only part: not used */
+	if (got > hdr.manifest_size && got < info.size)
+		got = hdr.manifest_size;
 	if (hdr.manifest_size > got) {
 		uint8_t *nb = realloc(buf, hdr.manifest_size);
 		size_t more = 0;
@@ -111,6 +122,21 @@ int fs_version_load_sized(struct fs_ctx *ctx, const char *key, uint64_t hint,
 	if (rc < 0)
 		goto corrupt;
 	v->size = h5m_file_size(v->man);
+	{
+		uint64_t eoff, elen;
+
+		if (h5m_edges_pending(v->man, &eoff, &elen)) {
+			if (eoff + elen != info.size || elen > MANIFEST_MAX) {
+				rc = -EBADMSG;
+				goto corrupt;
+			}
+			v->mkey = strdup(key);
+			if (!v->mkey) {
+				rc = -ENOMEM;
+				goto out;
+			}
+		}
+	}
 	goto out;
 corrupt:
 	ch5_err("%s: the manifest is corrupt (%s); not reading it", key,
@@ -146,6 +172,7 @@ int fs_vstat_parse(const char *key, const void *buf, size_t got,
 	}
 	out->manifest = true;
 	out->size = hdr.file_size;
+	out->object_size = hdr.manifest_size; /* the head, all a load reads */
 	return 0;
 }
 
@@ -161,6 +188,197 @@ int fs_version_stat(struct fs_ctx *ctx, const char *key,
 	if (rc < 0)
 		return rc;
 	return fs_vstat_parse(key, buf, got, &info, out);
+}
+
+/* ---- edge sections ------------------------------------------------------ */
+
+/* Merge the edge section bytes buf[0..len) into v (unless someone did). */
+static void edges_publish(struct fs_version *v, const uint8_t *buf,
+			  size_t len)
+{
+	struct h5m_manifest *full = NULL, *none = NULL;
+	int rc = h5m_manifest_with_edges(v->man, buf, len, &full);
+
+	if (rc < 0) {
+		ch5_err("%s: the manifest's edge section is unreadable (%s); "
+			"reading those pages from the chunks",
+			v->mkey, strerror(-rc));
+		return;
+	}
+	if (!__atomic_compare_exchange_n(&v->full, &none, full, false,
+					 __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		h5m_manifest_free(full);
+}
+
+/* A read's edge piece waiting for the edge section on its way. */
+struct edge_wait {
+	struct edge_wait *next;
+	uint64_t file_off; /* where the bytes are in the file */
+	uint64_t obj_size; /* the object's: for the fallback */
+	uint64_t off;	   /* where they are in the object */
+	size_t len;
+	fs_cache_cb cb;
+	void *arg;
+	char key[]; /* the object's */
+};
+
+/* Guards every version's `edges` state changes and `waiting` lists: they
+ * are short-lived (one edge section GET) and rare. */
+static pthread_mutex_t edges_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Answer an edge piece: from v's merged fill if it holds the bytes, else
+ * by the cache (a block being fetched, or a ranged GET). */
+static int edge_serve(struct fs_ctx *ctx, struct fs_version *v,
+		      const char *key, uint64_t obj_size, uint64_t file_off,
+		      uint64_t off, size_t len, fs_cache_cb cb, void *arg)
+{
+	const struct h5m_manifest *m =
+		__atomic_load_n(&v->full, __ATOMIC_ACQUIRE);
+	struct h5m_piece pc;
+
+	if (m && h5m_map(m, file_off, len, &pc, 1) == 1 && pc.skel &&
+	    pc.len == len) {
+		cb(arg, 0, pc.skel, len);
+		return 0;
+	}
+	return fs_cache_get_range(ctx->cache, key, fs_version_tag(v),
+				  obj_size, off, len, cb, arg);
+}
+
+/* The edge section landed (or will not): answer the pieces waiting. */
+static void edges_done(struct fs_ctx *ctx, struct fs_version *v)
+{
+	struct edge_wait *w, *next;
+
+	pthread_mutex_lock(&edges_lock);
+	w = v->waiting;
+	v->waiting = NULL;
+	__atomic_store_n(&v->edges, 2, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&edges_lock);
+	for (; w; w = next) {
+		int rc;
+
+		next = w->next;
+		rc = edge_serve(ctx, v, w->key, w->obj_size, w->file_off,
+				w->off, w->len, w->cb, w->arg);
+		if (rc < 0)
+			w->cb(w->arg, rc, NULL, 0);
+		free(w);
+	}
+}
+
+int fs_version_get_edge(struct fs_ctx *ctx, struct fs_version *v,
+			const char *key, uint64_t obj_size, uint64_t file_off,
+			uint64_t off, size_t len, fs_cache_cb cb, void *arg)
+{
+	if (__atomic_load_n(&v->edges, __ATOMIC_ACQUIRE) == 1) {
+		size_t kl = strlen(key) + 1;
+		struct edge_wait *w = malloc(sizeof(*w) + kl);
+
+		if (!w)
+			return -ENOMEM;
+		w->file_off = file_off;
+		w->obj_size = obj_size;
+		w->off = off;
+		w->len = len;
+		w->cb = cb;
+		w->arg = arg;
+		memcpy(w->key, key, kl);
+		pthread_mutex_lock(&edges_lock);
+		if (v->edges == 1) {
+			w->next = v->waiting;
+			v->waiting = w;
+			w = NULL;
+		}
+		pthread_mutex_unlock(&edges_lock);
+		if (!w)
+			return 0;
+		free(w); /* landed meanwhile */
+	}
+	return edge_serve(ctx, v, key, obj_size, file_off, off, len, cb,
+			  arg);
+}
+
+struct edges_get {
+	struct ost_req req;
+	struct fs_ctx *ctx;
+	struct fs_version *v; /* referenced */
+};
+
+static void edges_arrived(struct ost_req *req)
+{
+	struct edges_get *g = req->arg;
+	struct fs_version *v = g->v;
+
+	/* Another commit replaced the manifest since v was read: the
+	 * bytes are not v's (v's chunks are read for those pages). */
+	if (req->rc == 0 && req->got == req->len &&
+	    !strcmp(req->info.etag, v->etag))
+		edges_publish(v, req->buf, req->len);
+	else
+		ch5_debug("%s: edge section not read (%d)", v->mkey, req->rc);
+	edges_done(g->ctx, v);
+	free(req->buf);
+	free(g);
+	fs_version_put(v);
+}
+
+void fs_version_edges(struct fs_ctx *ctx, struct fs_version *v)
+{
+	uint64_t off, len;
+	struct edges_get *g;
+	int zero = 0;
+
+	if (!v->man || !v->mkey || __atomic_load_n(&v->edges, __ATOMIC_ACQUIRE) ||
+	    !h5m_edges_pending(v->man, &off, &len) ||
+	    !__atomic_compare_exchange_n(&v->edges, &zero, 1, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		return;
+	g = calloc(1, sizeof(*g));
+	if (g)
+		g->req.buf = malloc(len ? (size_t)len : 1);
+	if (!g || !g->req.buf) {
+		free(g);
+		edges_done(ctx, v); /* pages from the chunks */
+		return;
+	}
+	fs_version_get(v);
+	g->ctx = ctx;
+	g->v = v;
+	g->req.op = OST_GET;
+	g->req.key = v->mkey;
+	g->req.off = off;
+	g->req.len = (size_t)len;
+	g->req.done = edges_arrived;
+	g->req.arg = g;
+	if (ost_submit(ctx->st, &g->req) < 0) {
+		free(g->req.buf);
+		free(g);
+		edges_done(ctx, v);
+		fs_version_put(v);
+	}
+}
+
+const struct h5m_manifest *fs_version_manifest(struct fs_ctx *ctx,
+					       struct fs_version *v)
+{
+	const struct h5m_manifest *m;
+	struct ost_info info;
+	uint64_t off, len;
+	uint8_t *buf;
+	size_t got = 0;
+
+	m = __atomic_load_n(&v->full, __ATOMIC_ACQUIRE);
+	if (m || !v->man || !v->mkey || !h5m_edges_pending(v->man, &off, &len))
+		return m ? m : v->man;
+	buf = malloc(len ? (size_t)len : 1);
+	if (buf && ost_get(ctx->st, v->mkey, off, buf, (size_t)len, &got,
+			   &info) == 0 &&
+	    got == len && !strcmp(info.etag, v->etag))
+		edges_publish(v, buf, (size_t)len);
+	free(buf);
+	m = __atomic_load_n(&v->full, __ATOMIC_ACQUIRE);
+	return m ? m : v->man;
 }
 
 /* A read in progress: many block requests filling one buffer. */
@@ -327,8 +545,12 @@ const char *fs_version_tag(const struct fs_version *v)
 size_t fs_version_map(const struct fs_version *v, uint64_t off, uint64_t len,
 		      struct h5m_piece *pcs, size_t max)
 {
-	if (v->man)
-		return h5m_map(v->man, off, len, pcs, max);
+	if (v->man) {
+		const struct h5m_manifest *m =
+			__atomic_load_n(&v->full, __ATOMIC_ACQUIRE);
+
+		return h5m_map(m ? m : v->man, off, len, pcs, max);
+	}
 	if (off >= v->size || !len || !max)
 		return 0;
 	memset(pcs, 0, sizeof(*pcs));
@@ -389,10 +611,11 @@ static void read_issue(struct fs_ctx *ctx, struct fs_version *v,
 						   __ATOMIC_ACQ_REL);
 				if (fs_piece_is_edge(pc, obj_size)) {
 					p->skip = 0;
-					rc = fs_cache_get_range(
-						ctx->cache, key,
-						fs_version_tag(v), obj_size, o,
-						p->len, block_arrived, p);
+					rc = fs_version_get_edge(
+						ctx, v, key, obj_size,
+						pc->file_off +
+							(o - pc->obj_off),
+						o, p->len, block_arrived, p);
 				} else {
 					rc = fs_cache_get(ctx->cache, key,
 							  fs_version_tag(v),
@@ -611,6 +834,8 @@ static void version_read(struct fs_ctx *ctx, fuse_req_t req,
 			    off + size <= fh->ra_until;
 		pthread_mutex_unlock(&fh->lock);
 	}
+	if (data)
+		fs_version_edges(ctx, v);
 	if (data && fill && !inside && !in_window) {
 		fend = fs_pagefill(ctx, fh->inode, v, off, off + size, off,
 				   off + size, true);

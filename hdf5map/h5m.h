@@ -42,6 +42,7 @@
 #ifndef CH5_H5M_H
 #define CH5_H5M_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,7 +50,9 @@
 #define H5M_MAGIC "\x89" "CH5MAN\n" /* 8 bytes, first bytes of a manifest */
 #define H5M_MAGIC_LEN 8
 #define H5M_HEADER_SIZE 64 /* fixed header; enough to read the file size */
-#define H5M_FORMAT_VERSION 2 /* 2 adds the page fill; 1 is still read */
+#define H5M_FORMAT_VERSION 3 /* newest read: 2 adds the page fill, 3 the
+				edge section; 1 and 2 are still read, and 2
+				is written when there is no edge section */
 #define H5M_FILL_PAGE 4096   /* page size the fill is planned for */
 #define H5M_NO_FILL UINT32_MAX
 #define H5M_KEY_MAX 20480 /* longest object key (bytes, NUL excluded) */
@@ -130,16 +133,45 @@ void h5m_manifest_free(struct h5m_manifest *m);
 /* Serialize.  *buf is malloc'd (caller frees), *len its size.  Layout:
  * a 64-byte little-endian header (magic, format version, flags, generation,
  * file size, counts, body sizes, CRC-32 of body and of header) then the body
- * (extent table with front-coded keys, then the skeleton), lz4 (frame) only
- * when that makes it smaller. */
+ * (extent table with front-coded keys, the skeleton, the page fill), lz4
+ * (frame) only when that makes it smaller.  Header and body are the head.
+ *
+ * Format 3: when the page fill of pages that neither hold metadata nor
+ * touch a page that does (where two chunks meet, far from metadata) comes
+ * to H5M_EDGE_SPLIT_MIN bytes or more, it is left out of the body and
+ * follows the head as the edge section (its own lz4 frame, or raw), which
+ * the body's last fields describe (sizes, flags, CRC-32).  A reader of
+ * metadata needs the head only; h5m_manifest_with_edges() adds the edge
+ * section later.  Otherwise format 2, which has no edge section. */
+#define H5M_EDGE_SPLIT_MIN (64u << 10) /* bytes of edge fill */
 int h5m_manifest_encode(const struct h5m_manifest *m, void **buf,
 			size_t *len);
 
-/* Parse and verify.  Returns -EBADMSG for anything corrupt (bad magic,
- * checksum, counts, truncation), -EPROTONOSUPPORT for a newer format
- * version, -ENOMEM. `buf` is borrowed. */
+/* Parse and verify.  `buf` (borrowed) holds the whole object, or only its
+ * head (H5M_HEADER_SIZE + the body size of the header, see
+ * h5m_header_peek()'s manifest_size): then an edge section that follows
+ * it is left pending (h5m_edges_pending()) and the fill lacks its pages.
+ * Returns -EBADMSG for anything corrupt (bad magic, checksum, counts,
+ * truncation, a length that is neither), -EPROTONOSUPPORT for a newer
+ * format version, -ENOMEM. */
 int h5m_manifest_decode(const void *buf, size_t len,
 			struct h5m_manifest **out);
+
+/* Is m's edge section still to be read (decoded from the head only)?  If
+ * so, *off and *len (bytes) tell where it lies in the manifest object.
+ * Thread-safe on a manifest nobody modifies. */
+bool h5m_edges_pending(const struct h5m_manifest *m, uint64_t *off,
+		       uint64_t *len);
+
+/* A manifest like m with its pending edge section (the `len` bytes at
+ * h5m_edges_pending()'s *off, borrowed) merged into the page fill.  *out
+ * shares m's extent table and skeleton: free it (h5m_manifest_free())
+ * before m, and do not modify either.  m is not changed, so readers may go
+ * on using it meanwhile.  Returns 0; -EINVAL if nothing is pending;
+ * -EBADMSG if the bytes are not that section (size, CRC, content);
+ * -ENOMEM. */
+int h5m_manifest_with_edges(const struct h5m_manifest *m, const void *buf,
+			    size_t len, struct h5m_manifest **out);
 
 /* True if the first bytes of an object (at least H5M_MAGIC_LEN of them) are
  * a manifest's magic. */
@@ -152,7 +184,9 @@ struct h5m_header {
 	uint64_t generation;
 	uint64_t file_size;
 	uint64_t n_extents;
-	uint64_t manifest_size; /* total encoded bytes, header included */
+	uint64_t manifest_size; /* bytes of the head (header included): the
+				   whole object up to format 2; in format 3
+				   an edge section may follow */
 };
 int h5m_header_peek(const void *buf, size_t len, struct h5m_header *out);
 

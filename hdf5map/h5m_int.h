@@ -11,6 +11,7 @@
 #define CH5_H5M_INT_H
 
 #include <hdf5.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "h5m.h"
@@ -55,6 +56,17 @@ struct h5m_manifest {
 	uint8_t *fill;	      /* the fill bytes, in file order */
 	uint64_t fill_len;
 	size_t fill_cap;
+	/* Edge section (format 3): the fill of pages far from any metadata,
+	 * stored after the head and not yet decoded; edge_len 0: none
+	 * pending (absent, or already merged into the fill above). */
+	uint64_t edge_off;   /* where it starts in the object, bytes */
+	uint64_t edge_len;   /* stored bytes */
+	uint64_t edge_raw;   /* bytes once inflated */
+	uint32_t edge_flags; /* H5M_FLAG_LZ4 or 0 */
+	uint32_t edge_crc;   /* CRC-32 of the stored bytes */
+	/* ext, pfx, arena and skel belong to another manifest (made by
+	 * h5m_manifest_with_edges()): freeing this one leaves them */
+	bool borrowed;
 };
 
 /* One run of fill: file bytes [off, off+len) are fill[at, at+len). */

@@ -65,10 +65,12 @@ void h5m_manifest_free(struct h5m_manifest *m)
 {
 	if (!m)
 		return;
-	free(m->ext);
-	free(m->pfx);
-	free(m->arena);
-	free(m->skel);
+	if (!m->borrowed) {
+		free(m->ext);
+		free(m->pfx);
+		free(m->arena);
+		free(m->skel);
+	}
 	free(m->fr);
 	free(m->fill);
 	free(m);
@@ -630,7 +632,34 @@ static uint32_t crc32_buf(const uint8_t *p, size_t len)
 	return (uint32_t)c;
 }
 
-static int encode_body(const struct h5m_manifest *m, struct h5m_buf *b)
+/* A page fill section: page size, run count, the runs (gap, length), then
+ * their bytes (taken from bytes + run.at). */
+static int encode_fill(struct h5m_buf *b, uint32_t page,
+		       const struct h5m_fill *fr, size_t n,
+		       const uint8_t *bytes)
+{
+	uint64_t prev_end = 0;
+	size_t i;
+	int rc;
+
+	rc = buf_varint(b, page);
+	if (!rc)
+		rc = buf_varint(b, n);
+	for (i = 0; !rc && i < n; i++) {
+		rc = buf_varint(b, fr[i].off - prev_end);
+		if (!rc)
+			rc = buf_varint(b, fr[i].len);
+		prev_end = fr[i].off + fr[i].len;
+	}
+	for (i = 0; !rc && i < n; i++)
+		rc = buf_put(b, bytes + fr[i].at, (size_t)fr[i].len);
+	return rc;
+}
+
+/* The body: extent table, skeleton, then the fill section of the runs
+ * fr[0..n) (their bytes in m->fill). */
+static int encode_body(const struct h5m_manifest *m, struct h5m_buf *b,
+		       const struct h5m_fill *fr, size_t n)
 {
 	const char *prev = "";
 	uint64_t prev_end = 0;
@@ -679,63 +708,159 @@ static int encode_body(const struct h5m_manifest *m, struct h5m_buf *b)
 	if (!rc)
 		rc = buf_put(b, m->skel, m->skel_len);
 	if (!rc)
-		rc = buf_varint(b, m->fill_page);
-	if (!rc)
-		rc = buf_varint(b, m->n_fill);
-	prev_end = 0;
-	for (i = 0; !rc && i < m->n_fill; i++) {
-		rc = buf_varint(b, m->fr[i].off - prev_end);
-		if (!rc)
-			rc = buf_varint(b, m->fr[i].len);
-		prev_end = m->fr[i].off + m->fr[i].len;
-	}
-	if (!rc)
-		rc = buf_put(b, m->fill, m->fill_len);
+		rc = encode_fill(b, m->fill_page, fr, n, m->fill);
 	return rc;
+}
+
+/* Runs of page fill, pointing into a manifest's fill bytes. */
+struct fill_list {
+	struct h5m_fill *r;
+	size_t n;
+	size_t cap;
+	uint64_t bytes;
+};
+
+static int list_add(struct fill_list *l, uint64_t off, uint64_t len,
+		    uint64_t at)
+{
+	struct h5m_fill *last = l->n ? &l->r[l->n - 1] : NULL;
+	int rc;
+
+	l->bytes += len;
+	if (last && last->off + last->len == off &&
+	    last->at + last->len == at) {
+		last->len += len;
+		return 0;
+	}
+	rc = h5m_grow((void **)&l->r, &l->cap, l->n + 1, sizeof(*l->r));
+	if (rc)
+		return rc;
+	l->r[l->n].off = off;
+	l->r[l->n].len = len;
+	l->r[l->n].at = at;
+	l->n++;
+	return 0;
+}
+
+/* Does page [p, p+page) or a page next to it hold a skeleton byte?  A
+ * reader of metadata reads those: the pages of its blocks, and the next
+ * one when a (speculative) read runs on past a block's end. */
+static bool page_near_skel(const struct h5m_manifest *m, uint64_t page,
+			   uint64_t p)
+{
+	uint64_t a = p >= page ? p - page : 0;
+	uint64_t b = p + 2 * page;
+
+	if (b > m->file_size || b < p)
+		b = m->file_size;
+	return skel_before(m, b) != skel_before(m, a);
+}
+
+/* Sort m's fill, page by page, into the head's runs and the edge
+ * section's (pages far from metadata). */
+static int fill_split(const struct h5m_manifest *m, struct fill_list *head,
+		      struct fill_list *edge)
+{
+	uint64_t page = m->fill_page;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; !rc && i < m->n_fill; i++) {
+		const struct h5m_fill *f = &m->fr[i];
+		uint64_t pos = f->off, end = f->off + f->len;
+
+		while (!rc && pos < end) {
+			uint64_t pe = pos - pos % page + page;
+
+			if (pe > end)
+				pe = end;
+			rc = list_add(page_near_skel(m, page, pos - pos % page)
+					      ? head
+					      : edge,
+				      pos, pe - pos, f->at + (pos - f->off));
+			pos = pe;
+		}
+	}
+	return rc;
+}
+
+/* lz4 (frame) of raw[0..len) if that is smaller: *stored points at the
+ * bytes to store (raw itself or *z, which the caller frees). */
+static void pack(const uint8_t *raw, size_t len, uint8_t **z,
+		 const uint8_t **stored, size_t *stored_len, uint32_t *flags)
+{
+	LZ4F_preferences_t prefs;
+	size_t zcap, zlen;
+
+	*z = NULL;
+	*stored = raw;
+	*stored_len = len;
+	*flags = 0;
+	memset(&prefs, 0, sizeof(prefs));
+	prefs.frameInfo.blockSizeID = LZ4F_max4MB;
+	prefs.frameInfo.contentSize = len;
+	zcap = LZ4F_compressFrameBound(len, &prefs);
+	*z = malloc(zcap);
+	if (!*z)
+		return; /* no memory for compression: store the bytes as they are */
+	zlen = LZ4F_compressFrame(*z, zcap, raw, len, &prefs);
+	if (!LZ4F_isError(zlen) && zlen < len) {
+		*stored = *z;
+		*stored_len = zlen;
+		*flags = H5M_FLAG_LZ4;
+	}
 }
 
 int h5m_manifest_encode(const struct h5m_manifest *m, void **buf, size_t *len)
 {
-	struct h5m_buf body = { 0 };
-	LZ4F_preferences_t prefs;
-	uint8_t *out = NULL, *z = NULL;
-	const uint8_t *stored;
-	size_t stored_len, zcap, zlen;
-	uint32_t flags = 0;
+	struct h5m_buf body = { 0 }, eb = { 0 };
+	struct fill_list head = { 0 }, edge = { 0 };
+	uint8_t *out = NULL, *z = NULL, *ez = NULL;
+	const uint8_t *stored, *estored = NULL;
+	size_t stored_len, estored_len = 0;
+	uint32_t flags, eflags = 0;
+	bool split;
 	int rc;
 
 	*buf = NULL;
 	*len = 0;
 	rc = h5m_manifest_check(m);
+	if (!rc)
+		rc = fill_split(m, &head, &edge);
 	if (rc)
 		goto out;
-	rc = encode_body(m, &body);
+	split = edge.bytes >= H5M_EDGE_SPLIT_MIN;
+	if (split) {
+		uint8_t crc[4];
+
+		rc = encode_fill(&eb, m->fill_page, edge.r, edge.n, m->fill);
+		if (rc)
+			goto out;
+		pack(eb.p, eb.len, &ez, &estored, &estored_len, &eflags);
+		rc = encode_body(m, &body, head.r, head.n);
+		if (!rc)
+			rc = buf_varint(&body, eb.len);
+		if (!rc)
+			rc = buf_varint(&body, estored_len);
+		if (!rc)
+			rc = buf_varint(&body, eflags);
+		ch5_put_le32(crc, crc32_buf(estored, estored_len));
+		if (!rc)
+			rc = buf_put(&body, crc, sizeof(crc));
+	} else {
+		rc = encode_body(m, &body, m->fr, m->n_fill);
+	}
 	if (rc)
 		goto out;
-	stored = body.p;
-	stored_len = body.len;
+	pack(body.p, body.len, &z, &stored, &stored_len, &flags);
 
-	memset(&prefs, 0, sizeof(prefs));
-	prefs.frameInfo.blockSizeID = LZ4F_max4MB;
-	prefs.frameInfo.contentSize = body.len;
-	zcap = LZ4F_compressFrameBound(body.len, &prefs);
-	z = malloc(zcap);
-	if (z) {
-		zlen = LZ4F_compressFrame(z, zcap, body.p, body.len, &prefs);
-		if (!LZ4F_isError(zlen) && zlen < body.len) {
-			stored = z;
-			stored_len = zlen;
-			flags |= H5M_FLAG_LZ4;
-		}
-	} /* no memory for compression: store the body as it is */
-
-	out = malloc(H5M_HEADER_SIZE + stored_len);
+	out = malloc(H5M_HEADER_SIZE + stored_len + estored_len);
 	if (!out) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	memcpy(out, H5M_MAGIC, H5M_MAGIC_LEN);
-	ch5_put_le32(out + 8, H5M_FORMAT_VERSION);
+	ch5_put_le32(out + 8, split ? 3 : 2);
 	ch5_put_le32(out + 12, flags);
 	ch5_put_le64(out + 16, m->generation);
 	ch5_put_le64(out + 24, m->file_size);
@@ -745,11 +870,18 @@ int h5m_manifest_encode(const struct h5m_manifest *m, void **buf, size_t *len)
 	ch5_put_le32(out + 56, crc32_buf(stored, stored_len));
 	ch5_put_le32(out + 60, crc32_buf(out, 60));
 	memcpy(out + H5M_HEADER_SIZE, stored, stored_len);
+	if (estored_len)
+		memcpy(out + H5M_HEADER_SIZE + stored_len, estored,
+		       estored_len);
 	*buf = out;
-	*len = H5M_HEADER_SIZE + stored_len;
+	*len = H5M_HEADER_SIZE + stored_len + estored_len;
 out:
 	free(z);
+	free(ez);
 	free(body.p);
+	free(eb.p);
+	free(head.r);
+	free(edge.r);
 	return rc;
 }
 
@@ -919,6 +1051,27 @@ static int decode_fill(struct h5m_manifest *m, const struct h5m_hdr *h,
 	return 0;
 }
 
+/* The last fields of a format 3 body: the edge section's sizes, flags and
+ * CRC-32 (its place is set by the caller). */
+static int decode_edge_info(struct h5m_manifest *m, struct h5m_rd *r)
+{
+	uint64_t raw, stored, flags;
+
+	if (rd_varint(r, &raw) || rd_varint(r, &stored) ||
+	    rd_varint(r, &flags) || r->end - r->p < 4)
+		return -EBADMSG;
+	if (stored == 0 || stored > UINT64_MAX / 256 || (flags & ~H5M_FLAG_LZ4) ||
+	    (!(flags & H5M_FLAG_LZ4) && raw != stored) ||
+	    ((flags & H5M_FLAG_LZ4) && (raw == 0 || raw > stored * 256 + 65536)))
+		return -EBADMSG;
+	m->edge_raw = raw;
+	m->edge_len = stored;
+	m->edge_flags = (uint32_t)flags;
+	m->edge_crc = ch5_get_le32(r->p);
+	r->p += 4;
+	return 0;
+}
+
 static int decode_body(struct h5m_manifest *m, const struct h5m_hdr *h,
 		       struct h5m_rd *r)
 {
@@ -1010,6 +1163,8 @@ static int decode_body(struct h5m_manifest *m, const struct h5m_hdr *h,
 		rc = decode_fill(m, h, r);
 	else
 		rc = 0;
+	if (rc == 0 && h->version >= 3)
+		rc = decode_edge_info(m, r);
 	if (rc == 0 && (r->p != r->end || h5m_manifest_check(m)))
 		rc = -EBADMSG;
 out:
@@ -1024,14 +1179,16 @@ int h5m_manifest_decode(const void *buf, size_t len, struct h5m_manifest **out)
 	struct h5m_hdr h;
 	uint8_t *raw = NULL;
 	struct h5m_rd r;
+	uint64_t head;
 	int rc;
 
 	*out = NULL;
 	rc = parse_header(p, len, &h);
 	if (rc)
 		goto out;
-	if (h.stored_len != len - H5M_HEADER_SIZE ||
-	    crc32_buf(p + H5M_HEADER_SIZE, len - H5M_HEADER_SIZE) != h.body_crc) {
+	if (h.stored_len > len - H5M_HEADER_SIZE ||
+	    (h.version < 3 && h.stored_len != len - H5M_HEADER_SIZE) ||
+	    crc32_buf(p + H5M_HEADER_SIZE, h.stored_len) != h.body_crc) {
 		rc = -EBADMSG;
 		goto out;
 	}
@@ -1062,12 +1219,153 @@ int h5m_manifest_decode(const void *buf, size_t len, struct h5m_manifest **out)
 	rc = decode_body(m, &h, &r);
 	if (rc)
 		goto out;
+	head = H5M_HEADER_SIZE + h.stored_len;
+	m->edge_off = m->edge_len ? head : 0;
+	if (len > head) {
+		/* the whole object: the edge section follows the head */
+		struct h5m_manifest *full = NULL;
+
+		rc = len - head == m->edge_len
+			     ? h5m_manifest_with_edges(m, p + head,
+						       len - head, &full)
+			     : -EBADMSG;
+		if (rc)
+			goto out;
+		/* take the merged fill over; full borrowed the rest */
+		free(m->fr);
+		free(m->fill);
+		m->fr = full->fr;
+		m->n_fill = m->cap_fill = full->n_fill;
+		m->fill = full->fill;
+		m->fill_len = full->fill_len;
+		m->fill_cap = full->fill_cap;
+		m->edge_off = m->edge_len = 0;
+		full->fr = NULL;
+		full->fill = NULL;
+		h5m_manifest_free(full);
+	}
 	*out = m;
 	m = NULL;
 out:
 	if (rc && rc != -EPROTONOSUPPORT)
 		ch5_debug("h5m: manifest decode failed: %d", rc);
 	h5m_manifest_free(m);
+	free(raw);
+	return rc;
+}
+
+bool h5m_edges_pending(const struct h5m_manifest *m, uint64_t *off,
+		       uint64_t *len)
+{
+	if (!m->edge_len)
+		return false;
+	*off = m->edge_off;
+	*len = m->edge_len;
+	return true;
+}
+
+/* Merge the disjoint, sorted fills of a and b into n's (empty) fill. */
+static int fill_merge(struct h5m_manifest *n, const struct h5m_manifest *a,
+		      const struct h5m_manifest *b)
+{
+	size_t i = 0, j = 0, k = 0, cnt = a->n_fill + b->n_fill;
+	uint64_t total = a->fill_len + b->fill_len;
+
+	if (total >= SIZE_MAX)
+		return -ENOMEM;
+	n->fr = malloc((cnt ? cnt : 1) * sizeof(*n->fr));
+	n->fill = malloc((size_t)total + 1);
+	if (!n->fr || !n->fill)
+		return -ENOMEM;
+	n->fill_len = 0;
+	while (i < a->n_fill || j < b->n_fill) {
+		const struct h5m_manifest *src;
+		const struct h5m_fill *f;
+
+		if (j == b->n_fill ||
+		    (i < a->n_fill && a->fr[i].off < b->fr[j].off)) {
+			src = a;
+			f = &a->fr[i++];
+		} else {
+			src = b;
+			f = &b->fr[j++];
+		}
+		memcpy(n->fill + n->fill_len, src->fill + f->at,
+		       (size_t)f->len);
+		if (k && n->fr[k - 1].off + n->fr[k - 1].len == f->off) {
+			/* one run again, as it was planned */
+			n->fr[k - 1].len += f->len;
+		} else {
+			n->fr[k].off = f->off;
+			n->fr[k].len = f->len;
+			n->fr[k].at = n->fill_len;
+			k++;
+		}
+		n->fill_len += f->len;
+	}
+	n->n_fill = k;
+	n->cap_fill = cnt;
+	n->fill_cap = (size_t)total + 1;
+	return 0;
+}
+
+int h5m_manifest_with_edges(const struct h5m_manifest *m, const void *buf,
+			    size_t len, struct h5m_manifest **out)
+{
+	struct h5m_manifest *e = NULL, *n = NULL;
+	struct h5m_hdr h = { 0 };
+	uint8_t *raw = NULL;
+	struct h5m_rd r;
+	int rc;
+
+	*out = NULL;
+	if (!m->edge_len)
+		return -EINVAL;
+	if (len != m->edge_len || crc32_buf(buf, len) != m->edge_crc)
+		return -EBADMSG;
+	if (m->edge_raw >= SIZE_MAX)
+		return -ENOMEM;
+	if (m->edge_flags & H5M_FLAG_LZ4) {
+		raw = malloc((size_t)m->edge_raw);
+		if (!raw)
+			return -ENOMEM;
+		rc = lz4_inflate(buf, len, raw, (size_t)m->edge_raw);
+		if (rc)
+			goto out;
+		r.p = raw;
+	} else {
+		r.p = buf;
+	}
+	r.end = r.p + m->edge_raw;
+	h.file_size = m->file_size;
+	e = h5m_manifest_new(m->generation, m->file_size);
+	n = calloc(1, sizeof(*n));
+	if (!e || !n) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = decode_fill(e, &h, &r);
+	if (rc == 0 && (r.p != r.end || e->fill_page != m->fill_page ||
+			!e->n_fill))
+		rc = -EBADMSG;
+	if (rc)
+		goto out;
+	*n = *m;
+	n->borrowed = true;
+	n->fr = NULL;
+	n->fill = NULL;
+	n->edge_off = n->edge_len = 0;
+	rc = fill_merge(n, m, e);
+	/* the edge runs must fall where the head left room for them */
+	if (rc == 0 && h5m_manifest_check(n))
+		rc = -EBADMSG;
+	if (rc)
+		goto out;
+	*out = n;
+	n = NULL;
+out:
+	h5m_manifest_free(n);
+	h5m_manifest_free(e);
 	free(raw);
 	return rc;
 }

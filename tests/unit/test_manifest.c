@@ -533,7 +533,7 @@ static void test_corruption(void **state)
 		assert_int_equal(h.file_size, 6000);
 		assert_int_equal(h.n_extents, h5m_extent_count(m));
 		assert_int_equal(h.generation, 3);
-		assert_int_equal(h.version, H5M_FORMAT_VERSION);
+		assert_int_equal(h.version, 2); /* no edge section */
 
 		/* every header byte, two kinds of flip */
 		for (size_t i = 0; i < H5M_HEADER_SIZE; i++) {
@@ -673,7 +673,12 @@ static void test_version(void **state)
 	put32(buf + 8, 0);
 	put32(buf + 60, crc(buf, 60));
 	assert_int_equal(h5m_manifest_decode(buf, len, &d), -EBADMSG);
-	put32(buf + 8, H5M_FORMAT_VERSION);
+	/* format 3 is format 2 plus the edge section's fields: a format 2
+	 * body read as 3 ends too soon */
+	put32(buf + 8, 3);
+	put32(buf + 60, crc(buf, 60));
+	assert_int_equal(h5m_manifest_decode(buf, len, &d), -EBADMSG);
+	put32(buf + 8, 2);
 	assert_int_equal(buf[12], 0);
 	put32(buf + 12, 2); /* unknown flag */
 	put32(buf + 60, crc(buf, 60));
@@ -752,6 +757,113 @@ static void test_fill(void **state)
 	assert_int_equal(h5m_fill_plan(m, 256, 500, synth_read, &size), 0);
 	assert_int_equal(h5m_fill_size(m), 400);
 	assert_int_equal(h5m_manifest_check(m), 0);
+	h5m_manifest_free(m);
+}
+
+/* A file whose chunks meet on pages far from its metadata: that page fill
+ * goes into the edge section, after the head; the head alone serves every
+ * page of metadata, and the section merged later gives back the manifest
+ * as planned. */
+static void test_edge_section(void **state)
+{
+	struct h5m_layout lay = layout(1 << 20, 1 << 20);
+	struct h5m_manifest *m, *full, *head, *merged, *none;
+	struct fake_split f;
+	struct h5m_header h;
+	uint64_t size, off, elen, chunk = 100000, start = 8192;
+	uint8_t *buf;
+	size_t len, hlen;
+
+	(void)state;
+	/* skeleton [0, 8192), 60 chunks of 100000 bytes (not page
+	 * multiples), skeleton after them */
+	fs_init(&f);
+	fs_ds(&f, "/d");
+	for (uint64_t i = 0; i < 60; i++)
+		fs_span(&f, 0, H5M_SPAN_CHUNK, start + i * chunk, chunk, 1,
+			(uint64_t[]){ i });
+	size = start + 60 * chunk + 5000;
+	lay.fill_page = 0; /* H5M_FILL_PAGE */
+	assert_int_equal(h5m_plan(&f.sp, size, &lay, synth_read, &size, &m),
+			 0);
+	/* 59 meeting pages, 2 near the skeleton */
+	assert_true(h5m_fill_size(m) >= 59 * 4096);
+	assert_int_equal(h5m_manifest_encode(m, (void **)&buf, &len), 0);
+	assert_int_equal(h5m_header_peek(buf, len, &h), 0);
+	assert_int_equal(h.version, 3);
+	hlen = (size_t)h.manifest_size;
+	assert_true(hlen < len / 4);
+
+	/* the whole object: as planned */
+	assert_int_equal(h5m_manifest_decode(buf, len, &full), 0);
+	assert_same_manifest(m, full);
+	assert_false(h5m_edges_pending(full, &off, &elen));
+	rebuild_check(full, synth_read, &size, 0, size, 16);
+	check_fill_pages(full, true);
+
+	/* the head: pages of metadata whole from memory, the rest from the
+	 * objects; the section is where it says */
+	assert_int_equal(h5m_manifest_decode(buf, hlen, &head), 0);
+	assert_true(h5m_edges_pending(head, &off, &elen));
+	assert_int_equal(off, hlen);
+	assert_int_equal(elen, len - hlen);
+	assert_true(h5m_fill_size(head) > 0);
+	assert_true(h5m_fill_size(head) <= 4 * 4096);
+	check_fill_pages(head, false);
+	rebuild_check(head, synth_read, &size, 0, size, 16);
+
+	/* merged later: the same as planned, the head unchanged */
+	assert_int_equal(h5m_manifest_with_edges(head, buf + off, elen,
+						 &merged),
+			 0);
+	assert_same_manifest(m, merged);
+	check_fill_pages(merged, true);
+	rebuild_check(merged, synth_read, &size, 0, size, 16);
+	assert_true(h5m_edges_pending(head, &off, &elen));
+	assert_int_equal(h5m_manifest_with_edges(merged, buf + off, elen,
+						 &none),
+			 -EINVAL);
+	assert_null(none);
+	h5m_manifest_free(merged);
+
+	/* damage: lengths, and flipped bytes across the section */
+	assert_int_equal(h5m_manifest_with_edges(head, buf + off, elen - 1,
+						 &merged),
+			 -EBADMSG);
+	assert_int_equal(h5m_manifest_decode(buf, len - 1, &merged),
+			 -EBADMSG);
+	assert_int_equal(h5m_manifest_decode(buf, hlen + 1, &merged),
+			 -EBADMSG);
+	assert_int_equal(h5m_manifest_decode(buf, hlen - 1, &merged),
+			 -EBADMSG);
+	for (size_t i = (size_t)off; i < len; i += 251) {
+		buf[i] ^= 0x10;
+		assert_int_equal(h5m_manifest_with_edges(head, buf + off, elen,
+							 &merged),
+				 -EBADMSG);
+		assert_int_equal(h5m_manifest_decode(buf, len, &merged),
+				 -EBADMSG);
+		buf[i] ^= 0x10;
+	}
+	h5m_manifest_free(head);
+	h5m_manifest_free(full);
+	free(buf);
+
+	/* little edge fill: no section, format 2 */
+	fs_init(&f);
+	fs_ds(&f, "/d");
+	for (uint64_t i = 0; i < 4; i++)
+		fs_span(&f, 0, H5M_SPAN_CHUNK, start + i * chunk, chunk, 1,
+			(uint64_t[]){ i });
+	size = start + 4 * chunk + 5000;
+	h5m_manifest_free(m);
+	assert_int_equal(h5m_plan(&f.sp, size, &lay, synth_read, &size, &m),
+			 0);
+	assert_int_equal(h5m_manifest_encode(m, (void **)&buf, &len), 0);
+	assert_int_equal(h5m_header_peek(buf, len, &h), 0);
+	assert_int_equal(h.version, 2);
+	assert_int_equal(h.manifest_size, len);
+	free(buf);
 	h5m_manifest_free(m);
 }
 
@@ -1006,6 +1118,7 @@ int main(void)
 		cmocka_unit_test(test_empty_and_single),
 		cmocka_unit_test(test_random_roundtrip),
 		cmocka_unit_test(test_fill),
+		cmocka_unit_test(test_edge_section),
 		cmocka_unit_test(test_boundaries),
 		cmocka_unit_test(test_plan_cutting),
 		cmocka_unit_test(test_superseded),
