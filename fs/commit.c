@@ -616,6 +616,11 @@ static int commit_manifest(struct fs_ctx *ctx, struct fs_inode *in,
 	lay.file_key = key;
 	lay.tag = tag;
 	lay.block_size = ctx->cfg.block_size;
+	/* The plan's page fill reads the base's bytes of every page where
+	 * chunks meet: from its edge section in memory (one GET now), not
+	 * by a ranged GET per page. */
+	if (sg->base && sg->base->man)
+		(void)fs_version_manifest(ctx, sg->base);
 	rc = h5m_plan(sp, size, &lay, read_view, &view, &m);
 	if (rc < 0)
 		goto out;

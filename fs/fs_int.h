@@ -274,9 +274,11 @@ int fs_version_get_edge(struct fs_ctx *ctx, struct fs_version *v,
 			uint64_t off, size_t len, fs_cache_cb cb, void *arg);
 
 /* v's manifest with its edge section merged, read now (synchronously) if
- * it is not yet; v->man if it has none or it cannot be read (the edge
- * bytes then come from the chunk objects, as for any page).  Not on a
- * pool thread.  The result lives as long as v. */
+ * it is not yet, or once the GET a read sent for it lands; v->man if it
+ * has none or it cannot be read (the edge bytes then come from the chunk
+ * objects, as for any page).  For a commit, whose page fill reads the
+ * base's bytes of those pages.  Not on a pool thread.  The result lives
+ * as long as v. */
 const struct h5m_manifest *fs_version_manifest(struct fs_ctx *ctx,
 					       struct fs_version *v);
 /* What one small GET of the first bytes at `key` tells. */

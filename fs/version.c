@@ -225,6 +225,7 @@ struct edge_wait {
 /* Guards every version's `edges` state changes and `waiting` lists: they
  * are short-lived (one edge section GET) and rare. */
 static pthread_mutex_t edges_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t edges_cond = PTHREAD_COND_INITIALIZER; /* state 2 */
 
 /* Answer an edge piece: from v's merged fill if it holds the bytes, else
  * by the cache (a block being fetched, or a ranged GET). */
@@ -254,6 +255,7 @@ static void edges_done(struct fs_ctx *ctx, struct fs_version *v)
 	w = v->waiting;
 	v->waiting = NULL;
 	__atomic_store_n(&v->edges, 2, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&edges_cond);
 	pthread_mutex_unlock(&edges_lock);
 	for (; w; w = next) {
 		int rc;
@@ -368,15 +370,32 @@ const struct h5m_manifest *fs_version_manifest(struct fs_ctx *ctx,
 	uint8_t *buf;
 	size_t got = 0;
 
+	int zero = 0;
+	bool mine;
+
 	m = __atomic_load_n(&v->full, __ATOMIC_ACQUIRE);
 	if (m || !v->man || !v->mkey || !h5m_edges_pending(v->man, &off, &len))
 		return m ? m : v->man;
+	/* The GET of a read's is out: wait for it rather than send another */
+	mine = __atomic_compare_exchange_n(&v->edges, &zero, 1, false,
+					   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+	if (!mine) {
+		pthread_mutex_lock(&edges_lock);
+		while (v->edges == 1)
+			pthread_cond_wait(&edges_cond, &edges_lock);
+		pthread_mutex_unlock(&edges_lock);
+		m = __atomic_load_n(&v->full, __ATOMIC_ACQUIRE);
+		if (m)
+			return m;
+	}
 	buf = malloc(len ? (size_t)len : 1);
 	if (buf && ost_get(ctx->st, v->mkey, off, buf, (size_t)len, &got,
 			   &info) == 0 &&
 	    got == len && !strcmp(info.etag, v->etag))
 		edges_publish(v, buf, (size_t)len);
 	free(buf);
+	if (mine)
+		edges_done(ctx, v);
 	m = __atomic_load_n(&v->full, __ATOMIC_ACQUIRE);
 	return m ? m : v->man;
 }

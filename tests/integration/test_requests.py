@@ -21,7 +21,9 @@
                  manifest's head only (2 requests, under a quarter of the
                  bytes one row's read fetches); random rows then cost one
                  GET per chunk, and one for the edge section, with no
-                 ranged GET for a neighbour's bytes; also after a rename.
+                 ranged GET for a neighbour's bytes; also after a rename
+                 and after an r+ edit, which itself costs a few requests
+                 (its page fill reads the edge section, not each page).
   open_after_lookup  opening a file right after its lookup asked the
                  store whether it changed costs no second request.
   read_one_dataset  a cold read of one dataset in file order reads ahead
@@ -239,10 +241,33 @@ def edge_section(binary):
         T.check(by3.get("get", 0) <= 40 + 3,
                 "after a rename 40 random rows cost %d GETs (%s): the edge "
                 "section was lost" % (by3.get("get", 0), by3))
+        # An r+ edit of one row, cold: the commit's page fill reads the
+        # pages where chunks meet from the edge section, not one ranged GET
+        # each (299 pages).
+        edit = ("import sys, h5py, numpy as np\n"
+                "with h5py.File(sys.argv[1], 'r+') as f:\n"
+                "    f['d'][10] = -f['d'][10]\n")
+        _, n4, by4 = cold_run(ws, ["/usr/bin/python3", "-c", edit,
+                                   ws.m("gz2.h5")])
+        data[10] = -data[10]
+        T.check(n4 <= 16, "a cold r+ edit of one row cost %d requests (%s), "
+                "bound 16" % (n4, by4))
+        got, n5, by5 = cold_run(ws, ["/usr/bin/python3", "-c", row,
+                                     ws.m("gz2.h5")] + [str(r) for r in rows]
+                                + ["10"])
+        with open(os.path.join(ws.root, "got.npy"), "wb") as o:
+            o.write(got)
+        T.check(np.array_equal(np.load(os.path.join(ws.root, "got.npy")),
+                               data[rows + [10]]),
+                "rows read back wrong after the r+ edit")
+        T.check(by5.get("get", 0) <= 41 + 3,
+                "after an r+ edit 41 random rows cost %d GETs (%s): the edge "
+                "section was lost" % (by5.get("get", 0), by5))
         ws.stop()
         return ("cold h5dump -H: %d (%s), %d bytes (one row after: %d); "
-                "40 random rows: %d (%s); after a rename: %d"
-                % (n, by, head_bytes, row_bytes, n2, by2, n3))
+                "40 random rows: %d (%s); after a rename: %d; r+ edit of a "
+                "row: %d (%s), then 41 rows: %d"
+                % (n, by, head_bytes, row_bytes, n2, by2, n3, n4, by4, n5))
 
 
 @test
