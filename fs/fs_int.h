@@ -61,10 +61,11 @@ struct fs_version {
 	/* The manifest with its edge section merged (format 3), once that
 	 * is read (atomic; NULL before): fs_version_map() uses it. */
 	struct h5m_manifest *full;
-	int edges;    /* atomic: 0, 1 while the edge section's GET is out,
-			 2 after it */
-	struct edge_wait *waiting; /* edge pieces waiting for it */
-	char *mkey;   /* the manifest's key, while an edge section is due */
+	int edges; /* atomic: 0, 1 while the edge section's GET is out, 2
+		      after it (set under ctx->edges_lock) */
+	struct edge_wait *waiting; /* edge pieces waiting for it; guarded by
+				      ctx->edges_lock */
+	char *mkey; /* the manifest's key, if it has an edge section */
 	char *key;		  /* plain object: its key */
 	uint64_t size;		  /* file bytes */
 	int64_t mtime_ns;
@@ -182,6 +183,10 @@ struct fs_ctx {
 	struct fs_dcache *dcache; /* the cache's disk tier, or NULL */
 	struct fuse_session *se;
 	pthread_mutex_t itable_lock; /* guards the inode table */
+	/* Guards every version's edge section state changes (edges -> 2)
+	 * and `waiting` lists; edges_cond is signalled at each -> 2. */
+	pthread_mutex_t edges_lock;
+	pthread_cond_t edges_cond;
 	struct fs_inode **by_ino;
 	struct fs_inode **by_key;
 	size_t n_buckets;

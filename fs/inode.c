@@ -97,6 +97,8 @@ int fs_itable_init(struct fs_ctx *ctx)
 	if (!ctx->by_ino || !ctx->by_key)
 		return -ENOMEM;
 	pthread_mutex_init(&ctx->itable_lock, NULL);
+	pthread_mutex_init(&ctx->edges_lock, NULL);
+	pthread_cond_init(&ctx->edges_cond, NULL);
 	ctx->next_ino = FUSE_ROOT_ID;
 	root = fs_inode_get(ctx, "", true, 1);
 	return root ? 0 : -ENOMEM;

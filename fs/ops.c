@@ -115,6 +115,99 @@ static int dir_exists(struct fs_ctx *ctx, const char *key)
 	return rc;
 }
 
+/* An asynchronous dir_exists(), sent alongside a lookup's GET of the name
+ * as a file: a directory then costs one round trip, not two. */
+struct dir_probe {
+	struct ost_req req;
+	char *prefix;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;    /* the LIST completed (under lock) */
+	bool dropped; /* nobody waits: the completion frees (under lock) */
+};
+
+static void dir_probe_free(struct dir_probe *p)
+{
+	ost_list_result_release(&p->req.list);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	free(p->prefix);
+	free(p);
+}
+
+static void dir_probe_done(struct ost_req *req)
+{
+	struct dir_probe *p = req->arg;
+	bool dropped;
+
+	pthread_mutex_lock(&p->lock);
+	p->done = true;
+	dropped = p->dropped;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	if (dropped)
+		dir_probe_free(p);
+}
+
+/* Start the probe for `key`, or NULL (no memory, or the pool refused):
+ * the caller then asks with dir_exists() if it needs to. */
+static struct dir_probe *dir_probe_start(struct fs_ctx *ctx, const char *key)
+{
+	struct dir_probe *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->prefix = fs_child_key(key, "");
+	if (!p->prefix) {
+		free(p);
+		return NULL;
+	}
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	p->req.op = OST_LIST;
+	p->req.prefix = p->prefix;
+	p->req.delimiter = "/";
+	p->req.max_keys = 1;
+	p->req.done = dir_probe_done;
+	p->req.arg = p;
+	if (ost_submit(ctx->st, &p->req) < 0) {
+		dir_probe_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* dir_exists()'s answer from probe p, which this frees. */
+static int dir_probe_wait(struct dir_probe *p)
+{
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->done)
+		pthread_cond_wait(&p->cond, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+	rc = p->req.rc;
+	if (rc == 0)
+		rc = p->req.list.n_objects || p->req.list.n_prefixes;
+	dir_probe_free(p);
+	return rc;
+}
+
+/* The answer is not needed (NULL: no-op). */
+static void dir_probe_drop(struct dir_probe *p)
+{
+	bool done;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	done = p->done;
+	p->dropped = true;
+	pthread_mutex_unlock(&p->lock);
+	if (done)
+		dir_probe_free(p);
+}
+
 /* Bring in->attr up to date (in->lock held).  Files: from the stage, or
  * from the committed version's header (one small GET, at most every
  * attr_timeout seconds).  With `need_version`, in->ver must also be the
@@ -241,6 +334,7 @@ static int resolve_hinted(struct fs_ctx *ctx, const char *key,
 			  const struct resolve_hint *hint)
 {
 	struct fs_inode *in = fs_inode_by_key(ctx, key);
+	struct dir_probe *probe = NULL;
 	int rc;
 
 	memset(e, 0, sizeof(*e));
@@ -252,9 +346,18 @@ static int resolve_hinted(struct fs_ctx *ctx, const char *key,
 		goto found;
 	}
 	if (!in || !in->is_dir) {
+		const char *base = strrchr(key, '/');
+
+		/* A name nothing is known of and that has no extension (HDF5
+		 * and netCDF files have one; directories seldom do) is also
+		 * looked for as a directory at once. */
+		if (!in && !hint && *key && !strchr(base ? base + 1 : key, '.'))
+			probe = dir_probe_start(ctx, key);
 		in = fs_inode_get(ctx, key, false, 0);
-		if (!in)
+		if (!in) {
+			dir_probe_drop(probe);
 			return -ENOMEM;
+		}
 		pthread_mutex_lock(&in->lock);
 		if (hint && hint->vs)
 			seed_attr_locked(ctx, in, hint->vs, hint->t);
@@ -262,12 +365,14 @@ static int resolve_hinted(struct fs_ctx *ctx, const char *key,
 		if (rc == 0)
 			e->attr = in->attr;
 		pthread_mutex_unlock(&in->lock);
+		if (rc == 0 || rc != -ENOENT)
+			dir_probe_drop(probe);
 		if (rc == 0)
 			goto found;
 		if (rc != -ENOENT)
 			return rc;
 	}
-	rc = dir_exists(ctx, key);
+	rc = probe ? dir_probe_wait(probe) : dir_exists(ctx, key);
 	if (rc < 0)
 		return rc;
 	if (!rc)

@@ -222,11 +222,6 @@ struct edge_wait {
 	char key[]; /* the object's */
 };
 
-/* Guards every version's `edges` state changes and `waiting` lists: they
- * are short-lived (one edge section GET) and rare. */
-static pthread_mutex_t edges_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t edges_cond = PTHREAD_COND_INITIALIZER; /* state 2 */
-
 /* Answer an edge piece: from v's merged fill if it holds the bytes, else
  * by the cache (a block being fetched, or a ranged GET). */
 static int edge_serve(struct fs_ctx *ctx, struct fs_version *v,
@@ -251,12 +246,12 @@ static void edges_done(struct fs_ctx *ctx, struct fs_version *v)
 {
 	struct edge_wait *w, *next;
 
-	pthread_mutex_lock(&edges_lock);
+	pthread_mutex_lock(&ctx->edges_lock);
 	w = v->waiting;
 	v->waiting = NULL;
 	__atomic_store_n(&v->edges, 2, __ATOMIC_RELEASE);
-	pthread_cond_broadcast(&edges_cond);
-	pthread_mutex_unlock(&edges_lock);
+	pthread_cond_broadcast(&ctx->edges_cond);
+	pthread_mutex_unlock(&ctx->edges_lock);
 	for (; w; w = next) {
 		int rc;
 
@@ -286,13 +281,13 @@ int fs_version_get_edge(struct fs_ctx *ctx, struct fs_version *v,
 		w->cb = cb;
 		w->arg = arg;
 		memcpy(w->key, key, kl);
-		pthread_mutex_lock(&edges_lock);
+		pthread_mutex_lock(&ctx->edges_lock);
 		if (v->edges == 1) {
 			w->next = v->waiting;
 			v->waiting = w;
 			w = NULL;
 		}
-		pthread_mutex_unlock(&edges_lock);
+		pthread_mutex_unlock(&ctx->edges_lock);
 		if (!w)
 			return 0;
 		free(w); /* landed meanwhile */
@@ -369,7 +364,6 @@ const struct h5m_manifest *fs_version_manifest(struct fs_ctx *ctx,
 	uint64_t off, len;
 	uint8_t *buf;
 	size_t got = 0;
-
 	int zero = 0;
 	bool mine;
 
@@ -380,10 +374,10 @@ const struct h5m_manifest *fs_version_manifest(struct fs_ctx *ctx,
 	mine = __atomic_compare_exchange_n(&v->edges, &zero, 1, false,
 					   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 	if (!mine) {
-		pthread_mutex_lock(&edges_lock);
+		pthread_mutex_lock(&ctx->edges_lock);
 		while (v->edges == 1)
-			pthread_cond_wait(&edges_cond, &edges_lock);
-		pthread_mutex_unlock(&edges_lock);
+			pthread_cond_wait(&ctx->edges_cond, &ctx->edges_lock);
+		pthread_mutex_unlock(&ctx->edges_lock);
 		m = __atomic_load_n(&v->full, __ATOMIC_ACQUIRE);
 		if (m)
 			return m;

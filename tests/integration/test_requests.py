@@ -24,6 +24,9 @@
                  ranged GET for a neighbour's bytes; also after a rename
                  and after an r+ edit, which itself costs a few requests
                  (its page fill reads the edge section, not each page).
+  dir_lookup     a cold lookup of a directory named without an extension
+                 costs one round trip: it is asked for as a file and as a
+                 directory at once.
   open_after_lookup  opening a file right after its lookup asked the
                  store whether it changed costs no second request.
   read_one_dataset  a cold read of one dataset in file order reads ahead
@@ -268,6 +271,44 @@ def edge_section(binary):
                 "40 random rows: %d (%s); after a rename: %d; r+ edit of a "
                 "row: %d (%s), then 41 rows: %d"
                 % (n, by, head_bytes, row_bytes, n2, by2, n3, n4, by4, n5))
+
+
+@test
+def dir_lookup(binary):
+    """A cold lookup of a directory whose name has no extension asks the
+    store for the name as a file and as a directory at once: with every
+    request delayed 400 ms, `stat` of it takes one delay, where a name with
+    a dot (asked as a file first, then as a directory) takes two; a file
+    costs one request, the directory two either way."""
+    delay = 0.4
+    with T.Workspace(binary, name="reqdir") as ws:
+        ws.start()
+        for d in ("sub", "sub.d"):
+            os.mkdir(ws.m(d))
+            with open(ws.m(d + "/x.txt"), "w") as o:
+                o.write("x")
+        with open(ws.m("x.h5"), "w") as o:
+            o.write("not hdf5")
+        ws.mount.stop()
+        ws.mount.opts = "fault=delay_ms=%d" % int(delay * 1000)
+        ws.mount.start()
+        notes = []
+        for name, want_n, most, least in (("sub", 2, 1.6, 0.9),
+                                          ("sub.d", 2, 3.0, 1.9),
+                                          ("x.h5", 1, 1.6, 0.9)):
+            s0 = T.mount_stats(ws)
+            t0 = time.monotonic()
+            os.stat(ws.m(name))
+            t = time.monotonic() - t0
+            n, by = requests(s0, T.mount_stats(ws))
+            T.check(n == want_n, "cold stat of %s cost %d requests (%s), "
+                    "want %d" % (name, n, by, want_n))
+            T.check(least * delay <= t <= most * delay,
+                    "cold stat of %s took %.2f s with %.1f s per request; "
+                    "want %.1f-%.1f delays" % (name, t, delay, least, most))
+            notes.append("%s: %.2f s, %d requests" % (name, t, n))
+        ws.stop()
+        return "; ".join(notes)
 
 
 @test
