@@ -365,7 +365,7 @@ static int resolve_hinted(struct fs_ctx *ctx, const char *key,
 		if (rc == 0)
 			e->attr = in->attr;
 		pthread_mutex_unlock(&in->lock);
-		if (rc == 0 || rc != -ENOENT)
+		if (rc != -ENOENT) /* a file, or an error */
 			dir_probe_drop(probe);
 		if (rc == 0)
 			goto found;
