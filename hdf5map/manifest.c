@@ -1235,7 +1235,8 @@ int h5m_manifest_decode(const void *buf, size_t len, struct h5m_manifest **out)
 		free(m->fr);
 		free(m->fill);
 		m->fr = full->fr;
-		m->n_fill = m->cap_fill = full->n_fill;
+		m->n_fill = full->n_fill;
+		m->cap_fill = full->cap_fill;
 		m->fill = full->fill;
 		m->fill_len = full->fill_len;
 		m->fill_cap = full->fill_cap;
@@ -1264,23 +1265,19 @@ bool h5m_edges_pending(const struct h5m_manifest *m, uint64_t *off,
 	return true;
 }
 
-/* Merge the disjoint, sorted fills of a and b into n's (empty) fill. */
+/* Merge the sorted fills of a and b into n's (empty) fill, runs that meet
+ * joined again as they were planned (h5m_manifest_add_fill()).  -EBADMSG
+ * if they overlap. */
 static int fill_merge(struct h5m_manifest *n, const struct h5m_manifest *a,
 		      const struct h5m_manifest *b)
 {
-	size_t i = 0, j = 0, k = 0, cnt = a->n_fill + b->n_fill;
-	uint64_t total = a->fill_len + b->fill_len;
+	size_t i = 0, j = 0;
+	int rc = 0;
 
-	if (total >= SIZE_MAX)
-		return -ENOMEM;
-	n->fr = malloc((cnt ? cnt : 1) * sizeof(*n->fr));
-	n->fill = malloc((size_t)total + 1);
-	if (!n->fr || !n->fill)
-		return -ENOMEM;
-	n->fill_len = 0;
-	while (i < a->n_fill || j < b->n_fill) {
+	while (!rc && (i < a->n_fill || j < b->n_fill)) {
 		const struct h5m_manifest *src;
 		const struct h5m_fill *f;
+		uint8_t *dst;
 
 		if (j == b->n_fill ||
 		    (i < a->n_fill && a->fr[i].off < b->fr[j].off)) {
@@ -1290,23 +1287,11 @@ static int fill_merge(struct h5m_manifest *n, const struct h5m_manifest *a,
 			src = b;
 			f = &b->fr[j++];
 		}
-		memcpy(n->fill + n->fill_len, src->fill + f->at,
-		       (size_t)f->len);
-		if (k && n->fr[k - 1].off + n->fr[k - 1].len == f->off) {
-			/* one run again, as it was planned */
-			n->fr[k - 1].len += f->len;
-		} else {
-			n->fr[k].off = f->off;
-			n->fr[k].len = f->len;
-			n->fr[k].at = n->fill_len;
-			k++;
-		}
-		n->fill_len += f->len;
+		rc = h5m_manifest_add_fill(n, f->off, f->len, &dst);
+		if (!rc)
+			memcpy(dst, src->fill + f->at, (size_t)f->len);
 	}
-	n->n_fill = k;
-	n->cap_fill = cnt;
-	n->fill_cap = (size_t)total + 1;
-	return 0;
+	return rc == -EINVAL ? -EBADMSG : rc;
 }
 
 int h5m_manifest_with_edges(const struct h5m_manifest *m, const void *buf,
@@ -1353,7 +1338,9 @@ int h5m_manifest_with_edges(const struct h5m_manifest *m, const void *buf,
 	*n = *m;
 	n->borrowed = true;
 	n->fr = NULL;
+	n->n_fill = n->cap_fill = 0;
 	n->fill = NULL;
+	n->fill_len = n->fill_cap = 0;
 	n->edge_off = n->edge_len = 0;
 	rc = fill_merge(n, m, e);
 	/* the edge runs must fall where the head left room for them */
