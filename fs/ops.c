@@ -95,28 +95,10 @@ static void fill_file_attr(struct fs_ctx *ctx, struct fs_inode *in,
 	in->attr_time = in->fetched = fs_now();
 }
 
-/* Does any key start with `key` + "/"?  (A directory.) */
-static int dir_exists(struct fs_ctx *ctx, const char *key)
-{
-	struct ost_list_result res = { 0 };
-	char *prefix;
-	int rc;
-
-	if (!*key)
-		return 1;
-	prefix = fs_child_key(key, "");
-	if (!prefix)
-		return -ENOMEM;
-	rc = ost_list(ctx->st, prefix, "/", NULL, 1, &res);
-	if (rc == 0)
-		rc = res.n_objects || res.n_prefixes;
-	ost_list_result_release(&res);
-	free(prefix);
-	return rc;
-}
-
-/* An asynchronous dir_exists(), sent alongside a lookup's GET of the name
- * as a file: a directory then costs one round trip, not two. */
+/* Does any key start with `key` + "/"?  (A directory.)  Asked with a LIST
+ * of one key, sent by dir_probe_start() and answered by dir_probe_wait(),
+ * so a lookup can send it alongside its GET of the name as a file: a
+ * directory then costs one round trip, not two. */
 struct dir_probe {
 	struct ost_req req;
 	char *prefix;
@@ -149,18 +131,21 @@ static void dir_probe_done(struct ost_req *req)
 		dir_probe_free(p);
 }
 
-/* Start the probe for `key`, or NULL (no memory, or the pool refused):
- * the caller then asks with dir_exists() if it needs to. */
-static struct dir_probe *dir_probe_start(struct fs_ctx *ctx, const char *key)
+/* Send the probe for `key` into *out.  Returns 0, -ENOMEM, or the pool's
+ * refusal (then *out is NULL). */
+static int dir_probe_start(struct fs_ctx *ctx, const char *key,
+			   struct dir_probe **out)
 {
 	struct dir_probe *p = calloc(1, sizeof(*p));
+	int rc;
 
+	*out = NULL;
 	if (!p)
-		return NULL;
+		return -ENOMEM;
 	p->prefix = fs_child_key(key, "");
 	if (!p->prefix) {
 		free(p);
-		return NULL;
+		return -ENOMEM;
 	}
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
@@ -170,14 +155,16 @@ static struct dir_probe *dir_probe_start(struct fs_ctx *ctx, const char *key)
 	p->req.max_keys = 1;
 	p->req.done = dir_probe_done;
 	p->req.arg = p;
-	if (ost_submit(ctx->st, &p->req) < 0) {
+	rc = ost_submit(ctx->st, &p->req);
+	if (rc < 0) {
 		dir_probe_free(p);
-		return NULL;
+		return rc;
 	}
-	return p;
+	*out = p;
+	return 0;
 }
 
-/* dir_exists()'s answer from probe p, which this frees. */
+/* The probe's answer: 1 (a directory), 0, or a store error; p is freed. */
 static int dir_probe_wait(struct dir_probe *p)
 {
 	int rc;
@@ -206,6 +193,17 @@ static void dir_probe_drop(struct dir_probe *p)
 	pthread_mutex_unlock(&p->lock);
 	if (done)
 		dir_probe_free(p);
+}
+
+static int dir_exists(struct fs_ctx *ctx, const char *key)
+{
+	struct dir_probe *p;
+	int rc;
+
+	if (!*key)
+		return 1;
+	rc = dir_probe_start(ctx, key, &p);
+	return rc < 0 ? rc : dir_probe_wait(p);
 }
 
 /* Bring in->attr up to date (in->lock held).  Files: from the stage, or
@@ -352,7 +350,7 @@ static int resolve_hinted(struct fs_ctx *ctx, const char *key,
 		 * and netCDF files have one; directories seldom do) is also
 		 * looked for as a directory at once. */
 		if (!in && !hint && *key && !strchr(base ? base + 1 : key, '.'))
-			probe = dir_probe_start(ctx, key);
+			(void)dir_probe_start(ctx, key, &probe);
 		in = fs_inode_get(ctx, key, false, 0);
 		if (!in) {
 			dir_probe_drop(probe);
