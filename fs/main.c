@@ -696,9 +696,21 @@ int main(int argc, char *argv[])
 	fuse_loop_cfg_set_max_threads(lcfg, 32);
 	fuse_loop_cfg_set_idle_threads(lcfg, 8);
 	/* A stop by SIGTERM, SIGINT or SIGHUP is a clean exit: the loop
-	 * returns the signal's number. */
+	 * returns the signal's number. So is -ECONNABORTED: the kernel
+	 * (fs/fuse/dev.c, fuse_dev_do_read) answers a read of /dev/fuse
+	 * with it when the connection is torn down, by an unmount or an
+	 * abort, between taking a request off the queue and handing it
+	 * over, where an idle reader gets -ENODEV, which libfuse already
+	 * counts as the end of the session. The request it was handing
+	 * over is ended by the kernel. Nothing is lost: files were
+	 * committed at their flush, and a stage not yet committed stays
+	 * in the spool directory for the next mount, as on any exit. */
 	rc = fuse_session_loop_mt(ctx.se, lcfg);
-	rc = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : 1;
+	if (rc == -ECONNABORTED)
+		ch5_info("the kernel ended the FUSE connection (unmount or "
+			 "abort): exiting");
+	rc = rc == 0 || rc == -ECONNABORTED || rc == SIGTERM ||
+	     rc == SIGINT || rc == SIGHUP ? 0 : 1;
 	fuse_loop_cfg_destroy(lcfg);
 	fs_pagefill_shutdown(&ctx);
 out_unmount:
