@@ -37,6 +37,8 @@
 #define HDR_LEN 40
 #define FLAG_LZ4 1u
 #define FREQ_MAX 3
+/* Blocks longer than twice this are first tried on a sample this long. */
+#define PROBE_LEN 8192
 
 enum { Q_SMALL, Q_MAIN, Q_GHOST };
 
@@ -371,6 +373,24 @@ int fs_dcache_get(struct fs_dcache *d, const char *key, const char *ver,
 	return rc;
 }
 
+/* Is block buf [0, len) worth compressing whole?  Floating-point arrays
+ * and chunks already through gzip do not shrink, and lz4 spends about as
+ * long finding that out as it spends compressing: a block longer than two
+ * samples is judged by a sample of PROBE_LEN bytes from its middle first,
+ * compressed into z (bound bytes), and is stored raw when the sample does
+ * not shrink by a sixteenth (a looser test than the block's own eighth:
+ * a short sample finds fewer repeats than the whole block). */
+static bool compressible(const char *buf, size_t len, char *z, int bound)
+{
+	int n;
+
+	if (len <= 2 * PROBE_LEN)
+		return true;
+	n = LZ4_compress_default(buf + len / 2 - PROBE_LEN / 2, z, PROBE_LEN,
+				 bound);
+	return n > 0 && n < PROBE_LEN - PROBE_LEN / 16;
+}
+
 void fs_dcache_put(struct fs_dcache *d, const char *key, const char *ver,
 		   uint64_t blk, const void *buf, size_t len)
 {
@@ -400,7 +420,7 @@ void fs_dcache_put(struct fs_dcache *d, const char *key, const char *ver,
 	/* lz4 unless it saves less than an eighth. */
 	bound = LZ4_compressBound((int)len);
 	z = malloc(bound > 0 ? bound : 1);
-	if (z) {
+	if (z && compressible(buf, len, z, bound)) {
 		int n = LZ4_compress_default(buf, z, (int)len, bound);
 
 		if (n > 0 && (size_t)n < len - len / 8) {

@@ -121,6 +121,42 @@ static void test_round_trip(void **state)
 	free(out);
 }
 
+/* lz4 is tried on a sample from a block's middle first: a block with
+ * random bytes there and zeros around them is stored raw, though lz4 could
+ * shrink the whole by half; zeros there and random bytes around them, it
+ * compresses. */
+static void test_sample(void **state)
+{
+	struct tctx *t = *state;
+	struct fs_dcache *d;
+	struct fs_dcache_stats s;
+	uint8_t *mixed = calloc(1, BLK), *out = malloc(BLK);
+
+	assert_non_null(mixed);
+	assert_non_null(out);
+	assert_int_equal(fs_dcache_open(t->dir, 64 << 20, &d), 0);
+	memcpy(mixed + BLK / 2 - BLK / 8, t->b, BLK / 4);
+	fs_dcache_put(d, "k", "", 0, mixed, BLK);
+	fs_dcache_stats_get(d, &s);
+	assert_int_equal(s.bytes_saved, 0);
+	assert_true(s.bytes > BLK);
+	memcpy(mixed, t->b, BLK);
+	memset(mixed + BLK / 2 - BLK / 4, 0, BLK / 2);
+	fs_dcache_put(d, "k", "", 1, mixed, BLK);
+	fs_dcache_stats_get(d, &s);
+	assert_true(s.bytes_saved > BLK / 3);
+	assert_int_equal(fs_dcache_get(d, "k", "", 1, out, BLK), 0);
+	assert_memory_equal(out, mixed, BLK);
+	memcpy(mixed + BLK / 2 - BLK / 8, t->b, BLK / 4);
+	memset(mixed, 0, BLK / 2 - BLK / 8);
+	memset(mixed + BLK / 2 + BLK / 8, 0, BLK / 2 - BLK / 8);
+	assert_int_equal(fs_dcache_get(d, "k", "", 0, out, BLK), 0);
+	assert_memory_equal(out, mixed, BLK);
+	fs_dcache_close(d);
+	free(mixed);
+	free(out);
+}
+
 static void test_budget_and_scan(void **state)
 {
 	struct tctx *t = *state;
@@ -273,6 +309,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_round_trip, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_sample, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_budget_and_scan, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_file, setup,
