@@ -49,6 +49,8 @@ struct fs_config {
 	mode_t umask;
 	int debug;
 	bool direct_io;	       /* readers bypass the kernel page cache */
+	unsigned max_read;     /* largest kernel read request, bytes; 0 =
+				  the kernel's */
 };
 
 /* A committed version as seen by readers; shared by open handles and
@@ -178,6 +180,11 @@ void fs_release_all(struct fs_ctx *ctx);
 
 struct fs_ctx {
 	struct fs_config cfg;
+	/* Called once, on the thread serving FUSE INIT, when the kernel has
+	 * handed over the mount (the session is usable); NULL for none. */
+	void (*on_init)(struct fs_ctx *ctx);
+	int ready_fd; /* for on_init: the daemon's pipe to the mount
+			 command, or -1 */
 	struct ost *st;
 	struct fs_cache *cache;
 	struct fs_dcache *dcache; /* the cache's disk tier, or NULL */

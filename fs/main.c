@@ -44,6 +44,7 @@ struct raw_opts {
 	uint64_t mp_threshold, mp_part; /* converted from the two above */
 	int signed_payloads, insecure, direct_io;
 	unsigned threads;
+	unsigned max_read; /* of the max_read= option libfuse also gets */
 	int foreground, debug, help, version, verbose;
 	int has_fsname, has_subtype; /* given by the user: ours not added */
 	char *source, *mountpoint;
@@ -119,6 +120,8 @@ static const char usage[] =
 	"  -o uid=N,gid=N,umask=M  owner and permissions shown\n"
 	"  -o direct_io         readers bypass the kernel page cache: only the\n"
 	"                       bytes asked for are fetched (no mmap)\n"
+	"  -o max_read=N        largest kernel read request in bytes,\n"
+	"                       4096..1048576 (the kernel's: 128K to 1M)\n"
 	"  -o fault=SPEC        inject store faults (testing)\n"
 	"S3 (else from AWS_* variables, then ~/.aws/credentials and config):\n"
 	"  -o endpoint=URL      http[s]://host[:port] of an S3-compatible store\n"
@@ -168,6 +171,25 @@ static bool fstab_only(const char *opt)
 	return false;
 }
 
+/* The value of max_read= (kept for libfuse, which passes it to the kernel
+ * as a mount option, so a plain number): 4096..1048576 bytes, the range
+ * of a kernel FUSE read.  Returns 1 (keep the option) or -1. */
+static int parse_max_read(const char *s, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v < 4096 || v > (1u << 20)) {
+		fprintf(stderr, "mount.cloudh5: max_read must be a number of "
+				"bytes from 4096 to 1048576: '%s'\n", s);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 1;
+}
+
 static int opt_proc(void *data, const char *arg, int key,
 		    struct fuse_args *outargs)
 {
@@ -182,6 +204,8 @@ static int opt_proc(void *data, const char *arg, int key,
 			raw->has_fsname = 1;
 		if (!strncmp(arg, "subtype=", 8))
 			raw->has_subtype = 1;
+		if (!strncmp(arg, "max_read=", 9))
+			return parse_max_read(arg + 9, &raw->max_read);
 		return 1;
 	case 1: /* -d / debug: ours and libfuse's */
 		raw->debug = 1;
@@ -335,6 +359,7 @@ static int convert_opts(struct raw_opts *raw, struct fs_config *cfg)
 	cfg->threads = raw->threads ? raw->threads : 16;
 	cfg->debug = raw->debug;
 	cfg->direct_io = raw->direct_io;
+	cfg->max_read = raw->max_read;
 	cfg->fault = raw->fault;
 	raw->fault = NULL;
 	cfg->spool_dir = raw->spool_dir ? raw->spool_dir
@@ -531,6 +556,7 @@ static int daemon_begin(void)
  * daemon_begin() returned; it is closed here. */
 static void daemon_ready(int fd)
 {
+	ch5_log_to_syslog("mount.cloudh5");
 	int null = open("/dev/null", O_RDWR);
 
 	if (chdir("/") < 0)
@@ -548,6 +574,17 @@ static void daemon_ready(int fd)
 	close(fd);
 }
 
+/* fs_ctx.on_init: the kernel's FUSE INIT is being answered, so the mount
+ * works; only now is the mount command told so (a session that fails its
+ * INIT, e.g. on options the kernel refuses, fails the command too). */
+static void mount_ready(struct fs_ctx *ctx)
+{
+	if (ctx->ready_fd >= 0) {
+		daemon_ready(ctx->ready_fd);
+		ctx->ready_fd = -1;
+	}
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -559,6 +596,8 @@ int main(int argc, char *argv[])
 
 	memset(&raw, 0, sizeof(raw));
 	memset(&ctx, 0, sizeof(ctx));
+	ctx.ready_fd = -1;
+	ctx.on_init = mount_ready;
 	/* Cache blocks and read buffers are 128 KiB..1 MiB and short-lived:
 	 * from mmap(2) (glibc's default above 128 KiB) every one of them
 	 * page-faults on first touch, which measured as a third of the
@@ -682,11 +721,9 @@ int main(int argc, char *argv[])
 		goto out;
 	if (fuse_session_mount(ctx.se, abs_mnt) < 0)
 		goto out_handlers;
-	if (ready_fd >= 0) {
-		ch5_log_to_syslog("mount.cloudh5");
-		daemon_ready(ready_fd);
-		ready_fd = -1;
-	}
+	/* op_init tells the mount command, through mount_ready() */
+	ctx.ready_fd = ready_fd;
+	ready_fd = -1;
 	if (fs_pagefill_init(&ctx) < 0)
 		ch5_warn("no page cache fill: reads still work, slower");
 	ch5_info("mounted %s on %s", ctx.cfg.source, abs_mnt);
@@ -711,6 +748,12 @@ int main(int argc, char *argv[])
 			 "abort): exiting");
 	rc = rc == 0 || rc == -ECONNABORTED || rc == SIGTERM ||
 	     rc == SIGINT || rc == SIGHUP ? 0 : 1;
+	if (ctx.ready_fd >= 0) {
+		/* No INIT got through: the mount command fails with rc. */
+		fprintf(stderr, "mount.cloudh5: the kernel did not complete "
+				"the mount of %s\n", abs_mnt);
+		rc = 1;
+	}
 	fuse_loop_cfg_destroy(lcfg);
 	fs_pagefill_shutdown(&ctx);
 out_unmount:

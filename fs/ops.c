@@ -397,7 +397,12 @@ static int resolve(struct fs_ctx *ctx, const char *key,
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fs_ctx *ctx = userdata;
+
+	/* libfuse refuses the session unless this equals the max_read=
+	 * mount option (it does not fill it in itself). */
+	if (ctx->cfg.max_read)
+		conn->max_read = ctx->cfg.max_read;
 	/* Large kernel requests: fewer, bigger writes.  No kernel
 	 * readahead: it would read the pages around every small metadata
 	 * read, and in an HDF5 file those hold chunks, fetched for nothing.
@@ -407,6 +412,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = 0;
 	if (conn->capable & FUSE_CAP_EXPORT_SUPPORT)
 		conn->want &= ~FUSE_CAP_EXPORT_SUPPORT;
+	if (ctx->on_init)
+		ctx->on_init(ctx);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

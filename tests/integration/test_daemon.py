@@ -56,18 +56,37 @@ def daemon_pids(mnt):
     return [int(p) for p in out.split()]
 
 
-def mount_daemon(binary, ws):
-    """Mount ws's store on ws's mount point in daemon mode (no -f); the
-    mount command must succeed.  Returns the mount point."""
+def mount_daemon(binary, ws, opts=""):
+    """Mount ws's store on ws's mount point in daemon mode (no -f), with
+    more options `opts` (",a=b,..."); the mount command must succeed.
+    Returns the mount point."""
+    r = try_mount_daemon(binary, ws, opts)
+    T.check(r.returncode == 0, "mount.cloudh5 (daemon) exited %d: %s"
+            % (r.returncode, r.stdout.decode(errors="replace")))
+    return ws.mntdir
+
+
+def try_mount_daemon(binary, ws, opts):
+    """The daemon-mode mount command of ws's store with `opts`: its
+    CompletedProcess."""
     mnt, spool = ws.mntdir, os.path.join(ws.root, "spool")
     os.makedirs(mnt, exist_ok=True)
     store = ws.store
     url = getattr(store, "url", None) or "file://" + store
-    r = run([binary, url, mnt, "-o", "spool_dir=" + spool],
-            env=(store.env() if hasattr(store, "env") else None))
-    T.check(r.returncode == 0, "mount.cloudh5 (daemon) exited %d: %s"
-            % (r.returncode, r.stdout.decode(errors="replace")))
-    return mnt
+    return run([binary, url, mnt, "-o", "spool_dir=" + spool + opts],
+               env=(store.env() if hasattr(store, "env") else None))
+
+
+def unmount_daemon(mnt):
+    """fusermount3 -u mnt and wait (30 s at most) for its daemon to go."""
+    pids = daemon_pids(mnt)
+    run(["fusermount3", "-u", mnt])
+    deadline = time.monotonic() + 30
+    while any(os.path.exists("/proc/%d" % p) for p in pids) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    T.check(not any(os.path.exists("/proc/%d" % p) for p in pids),
+            "the daemon did not exit after fusermount3 -u")
 
 
 @test
@@ -94,15 +113,45 @@ def daemonized_mount_serves(binary):
                         for k in T.store_keys(ws.store, ".cloudh5/c/")),
                     "no chunk objects in the store")
         finally:
-            pids = daemon_pids(mnt)
-            run(["fusermount3", "-u", mnt])
-        deadline = time.monotonic() + 30
-        while any(os.path.exists("/proc/%d" % p) for p in pids) and \
-                time.monotonic() < deadline:
-            time.sleep(0.1)
-        T.check(not any(os.path.exists("/proc/%d" % p) for p in pids),
-                "the daemon did not exit after fusermount3 -u")
+            unmount_daemon(mnt)
         return "daemonized mount wrote, read and unmounted"
+
+
+@test
+def max_read_option(binary):
+    """-o max_read=N reaches the kernel (it shows in /proc/mounts) and the
+    mount works.  libfuse refuses the FUSE INIT unless the file system
+    repeats the value; that failure came after the mount command had
+    exited 0, so the command said yes to a mount that was gone.  A value
+    out of range, or with a unit, fails the command with a message."""
+    with T.Workspace(binary, name="maxread") as ws:
+        mnt = mount_daemon(binary, ws, ",max_read=65536")
+        try:
+            with open("/proc/mounts") as f:
+                line = [ln for ln in f if " %s " % mnt in ln]
+            T.check(line and "max_read=65536" in line[0],
+                    "max_read=65536 not in /proc/mounts: %s" % line)
+            code = ("import h5py, numpy as np\n"
+                    "a = np.arange(1 << 20, dtype='f8').reshape(1024, 1024)\n"
+                    "with h5py.File(%r, 'w') as f:\n"
+                    "    f.create_dataset('d', data=a, chunks=(256, 256))\n"
+                    "with h5py.File(%r, 'r') as f:\n"
+                    "    assert (f['d'][...] == a).all()\n"
+                    % ((os.path.join(mnt, "x.h5"),) * 2))
+            r = run_on_mount([sys.executable, "-c", code], mnt)
+            T.check(r.returncode == 0, "h5py with max_read=65536: %s"
+                    % r.stdout.decode(errors="replace")[-800:])
+        finally:
+            unmount_daemon(mnt)
+        for bad in ("100", "64K", "2000000"):
+            r = try_mount_daemon(binary, ws, ",max_read=" + bad)
+            T.check(r.returncode != 0, "max_read=%s: exit 0" % bad)
+            T.check(b"max_read must be" in r.stdout,
+                    "max_read=%s: no clear message: %s"
+                    % (bad, r.stdout.decode(errors="replace")))
+            T.check(not T._is_mounted(mnt), "max_read=%s mounted" % bad)
+        return "max_read=65536 in /proc/mounts, h5py round trip; " \
+               "100, 64K, 2000000 refused"
 
 
 def exited(pid):
