@@ -128,7 +128,12 @@ class FaultProxy:
         n = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(n) if n else b""
         rule = self._match(method, target)
+        # Each request is logged before its answer goes back: a test that
+        # reads the log as soon as the daemon has its answer (a close()
+        # that returned) must find it there.
         if rule:
+            with self.lock:
+                self.log.append((method, target, rule["status"], True))
             doc = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                    "<Error><Code>%s</Code><Message>%s</Message>"
                    "<RequestId>fault-proxy</RequestId></Error>"
@@ -139,12 +144,11 @@ class FaultProxy:
             h.end_headers()
             if method != "HEAD":
                 h.wfile.write(doc)
-            with self.lock:
-                self.log.append((method, target, rule["status"], True))
             return
         headers = {k: v for k, v in h.headers.items()
                    if k.lower() not in _DROP}
         c = http.client.HTTPConnection(*self.upstream, timeout=120)
+        logged = False
         try:
             c.putrequest(method, h.path, skip_host=True,
                          skip_accept_encoding=True)
@@ -155,6 +159,9 @@ class FaultProxy:
             c.endheaders(body)
             resp = c.getresponse()
             data = resp.read()
+            with self.lock:
+                self.log.append((method, target, resp.status, False))
+            logged = True
             h.send_response(resp.status, resp.reason)
             for k, v in resp.getheaders():
                 if k.lower() not in _DROP:
@@ -168,13 +175,12 @@ class FaultProxy:
             h.end_headers()
             if method != "HEAD":
                 h.wfile.write(data)
-            with self.lock:
-                self.log.append((method, target, resp.status, False))
         except OSError:
-            # The server or the daemon closed the connection (the daemon
-            # may stop reading once it has what it needs): no answer.
-            with self.lock:
-                self.log.append((method, target, 0, False))
+            # The server closed the connection (no answer), or the daemon
+            # did (it may stop reading once it has what it needs).
+            if not logged:
+                with self.lock:
+                    self.log.append((method, target, 0, False))
             h.close_connection = True
         finally:
             c.close()
