@@ -178,6 +178,10 @@ void fs_handle_free(struct fs_ctx *ctx, struct fs_handle *fh);
  * files unlinked while open.  Single-threaded; the store must be open. */
 void fs_release_all(struct fs_ctx *ctx);
 
+/* How many manifest heads a mount keeps from its lookups (at most
+ * FS_LOOKUP_GET bytes each). */
+#define FS_KEPT_HEADS 32
+
 struct fs_ctx {
 	struct fs_config cfg;
 	/* Called once, on the thread serving FUSE INIT, when the kernel has
@@ -202,6 +206,18 @@ struct fs_ctx {
 				      kernel may unmount before it sends the
 				      last RELEASEs */
 	struct dir_handle *dirs;   /* open directories, likewise */
+	/* Manifest heads the lookups' GETs brought whole or in part, for
+	 * the load that may follow (fs_version_lookup); a ring of
+	 * FS_KEPT_HEADS, guarded by heads_lock. */
+	pthread_mutex_t heads_lock;
+	struct fs_kept_head {
+		char *key;	 /* NULL: a free slot */
+		uint8_t *buf;	 /* the head's first `len` bytes */
+		size_t len;
+		struct ost_info info; /* of the GET that brought them */
+		double t;	 /* fs_now() when it did */
+	} heads[FS_KEPT_HEADS];
+	unsigned heads_next; /* the slot the next head takes */
 	struct fs_pagefill *pagefill; /* page cache stores (pagefill.c) */
 	struct fs_listing *listing;   /* directory index updates (listing.c) */
 	uint64_t reads;	   /* atomic: FUSE reads answered from versions */
@@ -264,9 +280,13 @@ int fs_version_load(struct fs_ctx *ctx, const char *key,
 /* The same, told that the manifest's head was `hint` bytes at its last
  * stat (fs_vstat.object_size; 0 = unknown): a head of that size is read
  * with one GET instead of two.  Of a manifest with an edge section
- * (format 3) only the head is read; see fs_version_edges(). */
+ * (format 3) only the head is read; see fs_version_edges().  With `kept`,
+ * the load starts from the bytes a fs_version_lookup() of `key` kept less
+ * than attr_timeout ago (and takes them), as it would from its own GET:
+ * the version is then as current as that lookup's answer (a plain object
+ * needs no GET at all). */
 int fs_version_load_sized(struct fs_ctx *ctx, const char *key, uint64_t hint,
-			  struct fs_version **out);
+			  bool kept, struct fs_version **out);
 
 /* Start reading v's edge section (the page fill of the pages where chunks
  * meet, far from metadata), if it has one and it is not read or being
@@ -308,6 +328,24 @@ struct fs_vstat {
  * body.  Returns 0, -ENOENT, -EBADMSG or a store error. */
 int fs_version_stat(struct fs_ctx *ctx, const char *key,
 		    struct fs_vstat *out);
+
+/* A lookup's fs_version_stat(): it asks for the first FS_LOOKUP_GET bytes
+ * (as many as the first round trip of a new or idle TCP connection
+ * carries: 10 segments less the answer's headers), not just the header,
+ * and keeps a manifest's head, whole or in part, in ctx->heads (of a
+ * plain object, its first 64 bytes and its ETag).  A
+ * fs_version_load_sized() of the same key with `kept`, within
+ * attr_timeout, starts from those bytes: an open after a lookup then
+ * costs no GET (a head that fits, a plain object) or one for the rest, a
+ * round trip less than the head read anew from byte 0 in slow start.
+ * Same returns as fs_version_stat(); keeping is best effort (ENOMEM skips
+ * it).  Any thread but a pool worker. */
+#define FS_LOOKUP_GET 12288
+int fs_version_lookup(struct fs_ctx *ctx, const char *key,
+		      struct fs_vstat *out);
+
+/* Free the heads fs_version_lookup() kept.  At unmount, single-threaded. */
+void fs_version_heads_free(struct fs_ctx *ctx);
 
 /* What the first `got` bytes `buf` of the object at `key` (answered with
  * `info`) tell, as fs_version_stat(): for callers that fetched them

@@ -98,6 +98,7 @@ int fs_itable_init(struct fs_ctx *ctx)
 		return -ENOMEM;
 	pthread_mutex_init(&ctx->itable_lock, NULL);
 	pthread_mutex_init(&ctx->edges_lock, NULL);
+	pthread_mutex_init(&ctx->heads_lock, NULL);
 	pthread_cond_init(&ctx->edges_cond, NULL);
 	ctx->next_ino = FUSE_ROOT_ID;
 	root = fs_inode_get(ctx, "", true, 1);
@@ -132,6 +133,7 @@ void fs_itable_release(struct fs_ctx *ctx)
 	free(ctx->by_ino);
 	free(ctx->by_key);
 	ctx->by_ino = ctx->by_key = NULL;
+	fs_version_heads_free(ctx);
 }
 
 struct fs_inode *fs_inode_get(struct fs_ctx *ctx, const char *key,

@@ -252,9 +252,12 @@ static int refresh_locked(struct fs_ctx *ctx, struct fs_inode *in,
 		return -ENOMEM;
 	/* The header tells the attributes, and whether a cached version is
 	 * still current; with no cached version to revalidate, a load reads
-	 * the same bytes anyway, so skip it. */
+	 * the same bytes anyway, so skip it.  A file not loaded yet is asked
+	 * for the first bytes of its head too, kept for the open that
+	 * usually follows (fs_version_lookup). */
 	if (!need_version || in->ver) {
-		rc = fs_version_stat(ctx, key, &vs);
+		rc = in->ver ? fs_version_stat(ctx, key, &vs)
+			     : fs_version_lookup(ctx, key, &vs);
 		if (rc < 0)
 			goto out;
 		if (in->ver && !strcmp(in->ver->etag, vs.etag)) {
@@ -272,7 +275,8 @@ static int refresh_locked(struct fs_ctx *ctx, struct fs_inode *in,
 	/* -EAGAIN: a commit landed between two GETs of the manifest. */
 	for (tries = 0; tries < 3; tries++) {
 		rc = fs_version_load_sized(ctx, key,
-					   tries ? 0 : in->object_size, &v);
+					   tries ? 0 : in->object_size,
+					   tries == 0, &v);
 		if (rc != -EAGAIN)
 			break;
 	}

@@ -50,11 +50,92 @@ void fs_version_put(struct fs_version *v)
 int fs_version_load(struct fs_ctx *ctx, const char *key,
 		    struct fs_version **out)
 {
-	return fs_version_load_sized(ctx, key, 0, out);
+	return fs_version_load_sized(ctx, key, 0, false, out);
+}
+
+/* Keep the first `len` bytes `buf` of the manifest at `key` (answered with
+ * `info`) in ctx->heads, in place of the oldest; an older head of the same
+ * key goes. */
+static void heads_keep(struct fs_ctx *ctx, const char *key, const void *buf,
+		       size_t len, const struct ost_info *info)
+{
+	struct fs_kept_head *h;
+	char *k = strdup(key);
+	uint8_t *b = malloc(len ? len : 1);
+	unsigned i;
+
+	if (!k || !b) {
+		free(k);
+		free(b);
+		return;
+	}
+	memcpy(b, buf, len);
+	pthread_mutex_lock(&ctx->heads_lock);
+	for (i = 0; i < FS_KEPT_HEADS; i++) {
+		h = &ctx->heads[i];
+		if (h->key && !strcmp(h->key, key)) {
+			free(h->key);
+			free(h->buf);
+			h->key = NULL;
+			h->buf = NULL;
+		}
+	}
+	h = &ctx->heads[ctx->heads_next];
+	ctx->heads_next = (ctx->heads_next + 1) % FS_KEPT_HEADS;
+	free(h->key);
+	free(h->buf);
+	h->key = k;
+	h->buf = b;
+	h->len = len;
+	h->info = *info;
+	h->t = fs_now();
+	pthread_mutex_unlock(&ctx->heads_lock);
+}
+
+/* Take (remove) the head kept for `key` if it is younger than
+ * attr_timeout: copy at most `cap` of its bytes into buf and its GET's
+ * answer into *info.  Returns the bytes copied; 0 if none was kept. */
+static size_t heads_take(struct fs_ctx *ctx, const char *key, void *buf,
+			 size_t cap, struct ost_info *info)
+{
+	size_t got = 0;
+	unsigned i;
+
+	pthread_mutex_lock(&ctx->heads_lock);
+	for (i = 0; i < FS_KEPT_HEADS; i++) {
+		struct fs_kept_head *h = &ctx->heads[i];
+
+		if (!h->key || strcmp(h->key, key))
+			continue;
+		if (fs_now() - h->t < ctx->cfg.attr_timeout) {
+			got = h->len < cap ? h->len : cap;
+			memcpy(buf, h->buf, got);
+			*info = h->info;
+		}
+		free(h->key);
+		free(h->buf);
+		h->key = NULL;
+		h->buf = NULL;
+		break;
+	}
+	pthread_mutex_unlock(&ctx->heads_lock);
+	return got;
+}
+
+void fs_version_heads_free(struct fs_ctx *ctx)
+{
+	unsigned i;
+
+	for (i = 0; i < FS_KEPT_HEADS; i++) {
+		free(ctx->heads[i].key);
+		free(ctx->heads[i].buf);
+		ctx->heads[i].key = NULL;
+		ctx->heads[i].buf = NULL;
+	}
 }
 
 int fs_version_load_sized(struct fs_ctx *ctx, const char *key, uint64_t hint,
-			  struct fs_version **out)
+			  bool kept, struct fs_version **out)
 {
 	/* a hint is the head of a manifest: what a load reads */
 	size_t first = hint >= H5M_HEADER_SIZE && hint <= MANIFEST_MAX
@@ -74,9 +155,13 @@ int fs_version_load_sized(struct fs_ctx *ctx, const char *key, uint64_t hint,
 		goto out;
 	}
 	v->refs = 1;
-	rc = ost_get(ctx->st, key, 0, buf, first, &got, &info);
-	if (rc < 0)
-		goto out;
+	/* what the lookup brought, else a GET */
+	got = kept ? heads_take(ctx, key, buf, first, &info) : 0;
+	if (!got) {
+		rc = ost_get(ctx->st, key, 0, buf, first, &got, &info);
+		if (rc < 0)
+			goto out;
+	}
 	v->mtime_ns = info.mtime_ns;
 	memcpy(v->etag, info.etag, sizeof(v->etag));
 	if (!h5m_is_manifest(buf, got)) {
@@ -174,6 +259,33 @@ int fs_vstat_parse(const char *key, const void *buf, size_t got,
 	out->size = hdr.file_size;
 	out->object_size = hdr.manifest_size; /* the head, all a load reads */
 	return 0;
+}
+
+int fs_version_lookup(struct fs_ctx *ctx, const char *key,
+		      struct fs_vstat *out)
+{
+	uint8_t *buf = malloc(FS_LOOKUP_GET);
+	struct ost_info info;
+	size_t got = 0;
+	int rc;
+
+	if (!buf)
+		return fs_version_stat(ctx, key, out);
+	rc = ost_get(ctx->st, key, 0, buf, FS_LOOKUP_GET, &got, &info);
+	if (rc == 0)
+		rc = fs_vstat_parse(key, buf, got, &info, out);
+	/* a manifest: its head, as far as it came; a plain object: enough
+	 * to tell it is not a manifest (its version is its ETag) */
+	if (rc == 0)
+		heads_keep(ctx, key, buf,
+			   !out->manifest ? (got < H5M_HEADER_SIZE
+						     ? got
+						     : H5M_HEADER_SIZE)
+			   : got < out->object_size ? got
+						    : (size_t)out->object_size,
+			   &info);
+	free(buf);
+	return rc;
 }
 
 int fs_version_stat(struct fs_ctx *ctx, const char *key,

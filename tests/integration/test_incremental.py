@@ -137,8 +137,9 @@ def sparse_stage_semantics(binary):
             want[1 << 20:(1 << 20) + 10] = b"x" * 10
             s1 = os.getxattr(ws.m(""), "user.cloudh5.stats").decode()
             got1 = int(s1.split("bytes.in ")[1].split()[0])
-            # The open probes the object's first 64 KiB (a manifest or
-            # not?); nothing else of the 3 MiB may move.
+            # The lookup asks for the object's first 12 KiB (a manifest
+            # or not?), or the open its first 64 KiB; nothing else of the
+            # 3 MiB may move.
             T.check(got1 - got0 <= (64 << 10) + 4096, "opening and "
                     "writing 10 bytes downloaded %d bytes" % (got1 - got0))
             f.seek(0)

@@ -29,6 +29,11 @@
                  directory at once.
   open_after_lookup  opening a file right after its lookup asked the
                  store whether it changed costs no second request.
+  lookup_head    a cold lookup asks for the first 12 KiB of a manifest,
+                 and the open after it starts from them: a small file's
+                 cold `h5dump -H` costs 1 request; a larger head costs 2,
+                 with no byte fetched twice; past attr_timeout a file
+                 rewritten elsewhere is read anew.
   read_one_dataset  a cold read of one dataset in file order reads ahead
                  within it, not into the next dataset's chunks.
   random_reads_bytes  random hyperslab reads of a file without edge page
@@ -50,6 +55,7 @@ block cache, no manifest loaded, no kernel page cache for the file.
 usage: test_requests.py --mount-bin build/fs/mount.cloudh5 [-k NAME]...
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -85,6 +91,39 @@ def cold_run(ws, argv):
                          timeout=300).stdout
     n, by = requests(s0, T.mount_stats(ws))
     return out, n, by
+
+
+def cold_header_dump(ws, P):
+    """A cold `h5dump -H` of P (after a remount): checks that its output
+    is the local copy's and returns (requests, by kind, bytes in)."""
+    argv = ["h5dump", "-H"]
+    want = subprocess.run(argv + [ws.l(P)], check=True,
+                          capture_output=True).stdout
+    ws.remount()
+    s0 = T.mount_stats(ws)
+    got = subprocess.run(argv + [ws.m(P)], check=True,
+                         capture_output=True, timeout=300).stdout
+    s1 = T.mount_stats(ws)
+    n, by = requests(s0, s1)
+    T.check(got.replace(ws.m(P).encode(), b"F") ==
+            want.replace(ws.l(P).encode(), b"F"),
+            "h5dump -H of %s through the mount differs from the local copy"
+            % P)
+    return n, by, s1["bytes.in"] - s0["bytes.in"]
+
+
+@contextlib.contextmanager
+def other_mount(binary, ws):
+    """A second mount of ws's store (its own spool, under ws.root/b),
+    stopped on leaving."""
+    bdir = os.path.join(ws.root, "b")
+    os.makedirs(os.path.join(bdir, "mnt"), exist_ok=True)
+    mb = T.Mount(binary, ws.store, os.path.join(bdir, "mnt"), bdir)
+    mb.start()
+    try:
+        yield mb
+    finally:
+        mb.stop()
 
 
 def make_many(path):
@@ -191,19 +230,7 @@ def edge_section(binary):
             with h5py.File(path, "w") as f:
                 f.create_dataset("d", data=data, chunks=(1, 16384),
                                  compression="gzip", shuffle=True)
-        argv = ["h5dump", "-H"]
-        want = subprocess.run(argv + [ws.l(P)], check=True,
-                              capture_output=True).stdout
-        ws.remount()
-        s0 = T.mount_stats(ws)
-        got = subprocess.run(argv + [ws.m(P)], check=True,
-                             capture_output=True, timeout=300).stdout
-        s1 = T.mount_stats(ws)
-        n, by = requests(s0, s1)
-        head_bytes = s1["bytes.in"] - s0["bytes.in"]
-        T.check(got.replace(ws.m(P).encode(), b"F") ==
-                want.replace(ws.l(P).encode(), b"F"),
-                "h5dump -H through the mount differs from the local copy")
+        n, by, head_bytes = cold_header_dump(ws, P)
         T.check(n <= 2, "cold h5dump -H cost %d requests (%s), bound 2"
                 % (n, by))
         # One row (one chunk): the edge section comes with it.
@@ -345,15 +372,8 @@ def open_after_lookup(binary):
                     "(%s); want 1, the lookup's revalidation" % (n, by))
             notes.append("re-read %d: %d (%s)" % (rnd, n, by))
         # Another mount rewrites d[37]; past attr_timeout, this one sees it.
-        bdir = os.path.join(ws.root, "b")
-        os.makedirs(os.path.join(bdir, "mnt"))
-        mb = T.Mount(binary, ws.store, os.path.join(bdir, "mnt"), bdir)
-        mb.start()
-        try:
-            with h5py.File(mb.path(P), "r+") as f:
-                f["d"][37] = -want
-        finally:
-            mb.stop()
+        with other_mount(binary, ws) as mb, h5py.File(mb.path(P), "r+") as f:
+            f["d"][37] = -want
         time.sleep(2.5)
         got = subprocess.run(argv, check=True, capture_output=True,
                              timeout=300).stdout
@@ -365,6 +385,56 @@ def open_after_lookup(binary):
                 "attr_timeout")
         ws.stop()
         return "; ".join(notes)
+
+
+@test
+def lookup_head(binary):
+    """The lookup's GET asks for the first FS_LOOKUP_GET (12 KiB) bytes, as
+    many as the first round trip of a connection carries, and keeps a
+    manifest's head for the open that follows: the open of a file whose
+    head fits costs nothing more, that of a bigger head one GET for the
+    rest (a round trip less than reading the head again from byte 0).  A
+    file looked up, rewritten by another mount and opened after
+    attr_timeout is read as it is now, not from the head its lookup
+    kept."""
+    small, big = "small.h5", "many.h5"
+    with T.Workspace(binary, name="reqlkp", opts="attr_timeout=2") as ws:
+        ws.start()
+        for path in (ws.l(small), ws.m(small)):
+            with h5py.File(path, "w") as f:
+                f.create_dataset("d", data=np.arange(1000.0), chunks=(100,))
+                f.attrs["v"] = 1
+        make_many(ws.l(big))
+        make_many(ws.m(big))
+        notes = []
+        for P, want_n in ((small, 1), (big, 2)):
+            n, by, nbytes = cold_header_dump(ws, P)
+            # the head: the 64-byte header and the body its u64 at 48
+            # (body_stored_len) tells; an edge section may follow
+            size = 64 + int.from_bytes(ws.store.head(P, 64)[48:56],
+                                       "little")
+            T.check(n == want_n, "cold h5dump -H of %s (manifest head of "
+                    "%d bytes) cost %d requests (%s), want %d"
+                    % (P, size, n, by, want_n))
+            # the head and nothing else, no byte of it twice
+            T.check(nbytes == size, "cold h5dump -H of %s fetched %d bytes "
+                    "for a %d-byte manifest head" % (P, nbytes, size))
+            notes.append("%s (%d B): %d requests, %d B" % (P, size, n,
+                                                          nbytes))
+        # Looked up (its head kept), rewritten by another mount, opened
+        # after attr_timeout: the new version is read.
+        ws.remount()
+        os.stat(ws.m(small))
+        with other_mount(binary, ws) as mb, \
+                h5py.File(mb.path(small), "r+") as f:
+            f.attrs["v"] = 2
+        time.sleep(2.5)
+        with h5py.File(ws.m(small), "r") as f:
+            v = int(f.attrs["v"])
+        T.check(v == 2, "the rewrite from another mount is not seen after "
+                "attr_timeout: v = %d" % v)
+        ws.stop()
+        return "; ".join(notes) + "; rewrite seen"
 
 
 @test
