@@ -1199,6 +1199,14 @@ static void test_open_url(void **state)
 	ost_free(st);
 	assert_int_equal(ost_open_url("file://relative/dir", NULL, 1, &st),
 			 -EINVAL);
+	/* No credentials anywhere (the developer's own AWS_* settings and
+	 * ~/.aws files are set aside): an S3 store cannot open. */
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	unsetenv("AWS_SESSION_TOKEN");
+	unsetenv("AWS_PROFILE");
+	setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null", 1);
+	setenv("AWS_CONFIG_FILE", "/dev/null", 1);
 	assert_int_equal(ost_open_url("s3://bucket", NULL, 1, &st), -EINVAL);
 	assert_int_equal(ost_open_url("mem://x", NULL, 1, &st), -EINVAL);
 	assert_int_equal(ost_open_url("relative", NULL, 1, &st), -EINVAL);
