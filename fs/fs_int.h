@@ -206,9 +206,10 @@ struct fs_ctx {
 				      kernel may unmount before it sends the
 				      last RELEASEs */
 	struct dir_handle *dirs;   /* open directories, likewise */
-	/* Manifest heads the lookups' GETs brought whole or in part, for
-	 * the load that may follow (fs_version_lookup); a ring of
-	 * FS_KEPT_HEADS, guarded by heads_lock. */
+	/* Manifest heads the lookups' GETs brought whole or in part (of a
+	 * plain object, its first 64 bytes), for the load that may follow
+	 * (fs_version_lookup); a ring of FS_KEPT_HEADS, guarded by
+	 * heads_lock. */
 	pthread_mutex_t heads_lock;
 	struct fs_kept_head {
 		char *key;	 /* NULL: a free slot */

@@ -556,8 +556,10 @@ static int daemon_begin(void)
  * daemon_begin() returned; it is closed here. */
 static void daemon_ready(int fd)
 {
+	int null;
+
 	ch5_log_to_syslog("mount.cloudh5");
-	int null = open("/dev/null", O_RDWR);
+	null = open("/dev/null", O_RDWR);
 
 	if (chdir("/") < 0)
 		ch5_warn("chdir /: %s", strerror(errno));
@@ -749,7 +751,7 @@ int main(int argc, char *argv[])
 	rc = rc == 0 || rc == -ECONNABORTED || rc == SIGTERM ||
 	     rc == SIGINT || rc == SIGHUP ? 0 : 1;
 	if (ctx.ready_fd >= 0) {
-		/* No INIT got through: the mount command fails with rc. */
+		/* No INIT got through: the mount command fails too. */
 		fprintf(stderr, "mount.cloudh5: the kernel did not complete "
 				"the mount of %s\n", abs_mnt);
 		rc = 1;

@@ -53,7 +53,16 @@ int fs_version_load(struct fs_ctx *ctx, const char *key,
 	return fs_version_load_sized(ctx, key, 0, false, out);
 }
 
-/* Keep the first `len` bytes `buf` of the manifest at `key` (answered with
+/* Empty the slot h. */
+static void head_clear(struct fs_kept_head *h)
+{
+	free(h->key);
+	free(h->buf);
+	h->key = NULL;
+	h->buf = NULL;
+}
+
+/* Keep the first `len` bytes `buf` of the object at `key` (answered with
  * `info`) in ctx->heads, in place of the oldest; an older head of the same
  * key goes. */
 static void heads_keep(struct fs_ctx *ctx, const char *key, const void *buf,
@@ -71,19 +80,12 @@ static void heads_keep(struct fs_ctx *ctx, const char *key, const void *buf,
 	}
 	memcpy(b, buf, len);
 	pthread_mutex_lock(&ctx->heads_lock);
-	for (i = 0; i < FS_KEPT_HEADS; i++) {
-		h = &ctx->heads[i];
-		if (h->key && !strcmp(h->key, key)) {
-			free(h->key);
-			free(h->buf);
-			h->key = NULL;
-			h->buf = NULL;
-		}
-	}
+	for (i = 0; i < FS_KEPT_HEADS; i++)
+		if (ctx->heads[i].key && !strcmp(ctx->heads[i].key, key))
+			head_clear(&ctx->heads[i]);
 	h = &ctx->heads[ctx->heads_next];
 	ctx->heads_next = (ctx->heads_next + 1) % FS_KEPT_HEADS;
-	free(h->key);
-	free(h->buf);
+	head_clear(h);
 	h->key = k;
 	h->buf = b;
 	h->len = len;
@@ -112,10 +114,7 @@ static size_t heads_take(struct fs_ctx *ctx, const char *key, void *buf,
 			memcpy(buf, h->buf, got);
 			*info = h->info;
 		}
-		free(h->key);
-		free(h->buf);
-		h->key = NULL;
-		h->buf = NULL;
+		head_clear(h);
 		break;
 	}
 	pthread_mutex_unlock(&ctx->heads_lock);
@@ -126,12 +125,8 @@ void fs_version_heads_free(struct fs_ctx *ctx)
 {
 	unsigned i;
 
-	for (i = 0; i < FS_KEPT_HEADS; i++) {
-		free(ctx->heads[i].key);
-		free(ctx->heads[i].buf);
-		ctx->heads[i].key = NULL;
-		ctx->heads[i].buf = NULL;
-	}
+	for (i = 0; i < FS_KEPT_HEADS; i++)
+		head_clear(&ctx->heads[i]);
 }
 
 int fs_version_load_sized(struct fs_ctx *ctx, const char *key, uint64_t hint,
