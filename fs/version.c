@@ -261,7 +261,7 @@ int fs_version_lookup(struct fs_ctx *ctx, const char *key,
 {
 	uint8_t *buf = malloc(FS_LOOKUP_GET);
 	struct ost_info info;
-	size_t got = 0;
+	size_t got = 0, keep;
 	int rc;
 
 	if (!buf)
@@ -269,16 +269,13 @@ int fs_version_lookup(struct fs_ctx *ctx, const char *key,
 	rc = ost_get(ctx->st, key, 0, buf, FS_LOOKUP_GET, &got, &info);
 	if (rc == 0)
 		rc = fs_vstat_parse(key, buf, got, &info, out);
-	/* a manifest: its head, as far as it came; a plain object: enough
-	 * to tell it is not a manifest (its version is its ETag) */
-	if (rc == 0)
-		heads_keep(ctx, key, buf,
-			   !out->manifest ? (got < H5M_HEADER_SIZE
-						     ? got
-						     : H5M_HEADER_SIZE)
-			   : got < out->object_size ? got
-						    : (size_t)out->object_size,
-			   &info);
+	if (rc == 0) {
+		/* a manifest: its head, as far as it came; a plain object:
+		 * enough to tell it is not a manifest (its version is its
+		 * ETag) */
+		keep = out->manifest ? out->object_size : H5M_HEADER_SIZE;
+		heads_keep(ctx, key, buf, got < keep ? got : keep, &info);
+	}
 	free(buf);
 	return rc;
 }
