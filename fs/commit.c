@@ -594,11 +594,52 @@ static void make_tag(char *tag, size_t size, uint64_t gen)
 	snprintf(tag, size, "g%" PRIu64 "-%08x", gen, r);
 }
 
-/* Store the stage as an HDF5 manifest plus objects (sp may be NULL: raw). */
+/* A new file's key asked after while its stage is split and its objects
+ * uploaded.  Such a commit only has to be refused if something appeared
+ * under the name since the open; the manifest's conditional PUT would
+ * refuse it too, where the store honours If-None-Match.  Asking before the
+ * manifest PUT rather than before the uploads saves the commit a round
+ * trip; a refusal then leaves the uploaded objects as orphans (fsck). */
+struct key_probe {
+	struct ost_batch b;
+	struct ost_req req;
+};
+
+static void probe_done(struct ost_req *req)
+{
+	ost_batch_finish(req->arg, 0); /* the answer is in req->rc */
+}
+
+/* Send a HEAD of `key` (which must outlive the probe). */
+static void probe_start(struct fs_ctx *ctx, const char *key,
+			struct key_probe *p)
+{
+	memset(&p->req, 0, sizeof(p->req));
+	ost_batch_init(&p->b, 1);
+	p->req.op = OST_HEAD;
+	p->req.key = key;
+	p->req.done = probe_done;
+	p->req.arg = &p->b;
+	ost_batch_submit(ctx->st, &p->b, &p->req);
+}
+
+/* Wait for the probe: 0 if nothing is at the key, -ESTALE if something
+ * is, or the HEAD's error. */
+static int probe_result(struct key_probe *p)
+{
+	(void)ost_batch_wait(&p->b);
+	if (p->req.rc == -ENOENT)
+		return 0;
+	return p->req.rc == 0 ? -ESTALE : p->req.rc;
+}
+
+/* Store the stage as an HDF5 manifest plus objects (sp may be NULL: raw).
+ * `probe` (may be NULL) is waited for before the manifest PUT. */
 static int commit_manifest(struct fs_ctx *ctx, struct fs_inode *in,
 			   const char *key, struct fs_stage *sg, uint64_t size,
 			   const struct h5m_split *sp,
 			   const struct fs_version *old,
+			   struct key_probe *probe,
 			   struct h5m_manifest **out, struct ost_info *info)
 {
 	struct h5m_layout lay = { 0 };
@@ -673,7 +714,9 @@ static int commit_manifest(struct fs_ctx *ctx, struct fs_inode *in,
 		sg->landing[2 * hl] = '\0';
 		stage_record(ctx, in, key, FS_SPOOL_COMMITTING);
 		stage_cond(sg, &cond);
-		rc = ost_put(ctx->st, key, &body, &cond, info);
+		rc = probe ? probe_result(probe) : 0;
+		if (rc == 0)
+			rc = ost_put(ctx->st, key, &body, &cond, info);
 		sg->landing[0] = '\0';
 	}
 	if (rc < 0)
@@ -694,6 +737,30 @@ out:
 	return 0;
 }
 
+/* The version a commit of `sg` over the store's `vs` (src: the stat's
+ * result, 0 or -EBADMSG) replaces, in *old (NULL: none readable; caller
+ * puts it): usually the stage's base, whose manifest is then not fetched
+ * again.  Returns 0 or the load's -errno. */
+static int replaced_version(struct fs_ctx *ctx, const char *key,
+			    struct fs_stage *sg, int src,
+			    const struct fs_vstat *vs, struct fs_version **old)
+{
+	int rc;
+
+	if (sg->base && sg->base->man && src == 0 &&
+	    !strcmp(vs->etag, sg->base->etag)) {
+		*old = sg->base;
+		fs_version_get(*old);
+		return 0;
+	}
+	rc = fs_version_load(ctx, key, old);
+	if (rc == -ENOENT || rc == -EBADMSG) {
+		*old = NULL; /* a corrupt manifest is simply replaced */
+		return 0;
+	}
+	return rc;
+}
+
 int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 {
 	struct fs_stage *sg = in->stage;
@@ -707,8 +774,10 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 	struct stage_view view = { ctx, sg };
 	struct fs_vstat vs;
 	struct stat st;
+	struct key_probe probe;
+	bool fresh = false; /* a new file: probe sent */
 	char *key;
-	int rc, src;
+	int rc, src = -ENOENT;
 
 	if (!sg)
 		return 0;
@@ -721,36 +790,37 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 		rc = -errno;
 		goto out;
 	}
-	/* One small GET says what the store holds now.  Libhdf5 reads only
-	 * metadata, so split before refusing: a refused stage is made whole
-	 * with the split's help (stage_settle). */
-	src = fs_version_stat(ctx, key, &vs);
-	if (src < 0 && src != -ENOENT && src != -EBADMSG) {
-		rc = src;
-		goto out;
+	if (!sg->expect[0] && !sg->base) {
+		/* A new file replaces nothing: whether its name is still
+		 * free is asked meanwhile (key_probe). */
+		fresh = true;
+		probe_start(ctx, key, &probe);
+	} else {
+		/* One small GET says what the store holds now.  Libhdf5
+		 * reads only metadata, so split before refusing: a refused
+		 * stage is made whole with the split's help (stage_settle). */
+		src = fs_version_stat(ctx, key, &vs);
+		if (src < 0 && src != -ENOENT && src != -EBADMSG) {
+			rc = src;
+			goto out;
+		}
 	}
 	rc = h5m_split(read_view, &view, st.st_size, &sp);
 	if (rc < 0 && rc != -EINVAL)
 		goto out;
-	/* The conditional PUT would refuse this commit: say so before
-	 * uploading anything. */
-	if (sg->expect[0] ? src == -ENOENT || strcmp(vs.etag, sg->expect)
-			  : src != -ENOENT) {
-		rc = -ESTALE;
-		goto refused;
-	}
-	/* The version being replaced: usually the stage's base, whose
-	 * manifest is then not fetched again. */
-	if (sg->base && sg->base->man && src == 0 &&
-	    !strcmp(vs.etag, sg->base->etag)) {
-		old = sg->base;
-		fs_version_get(old);
-	} else {
-		int lrc = fs_version_load(ctx, key, &old);
+	if (!fresh) {
+		int lrc;
 
-		if (lrc == -ENOENT || lrc == -EBADMSG)
-			old = NULL; /* a corrupt manifest is simply replaced */
-		else if (lrc < 0) {
+		/* The conditional PUT would refuse this commit: say so
+		 * before uploading anything. */
+		if (sg->expect[0]
+			    ? src == -ENOENT || strcmp(vs.etag, sg->expect)
+			    : src != -ENOENT) {
+			rc = -ESTALE;
+			goto refused;
+		}
+		lrc = replaced_version(ctx, key, sg, src, &vs, &old);
+		if (lrc < 0) {
 			rc = lrc;
 			goto out;
 		}
@@ -766,7 +836,8 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 
 		if (looks_like_manifest) {
 			rc = commit_manifest(ctx, in, key, sg, st.st_size, NULL,
-					     old, &m, &info);
+					     old, fresh ? &probe : NULL, &m,
+					     &info);
 		} else {
 			struct ost_body body = { .fd = sg->fd,
 						 .len = st.st_size };
@@ -780,13 +851,15 @@ int fs_commit(struct fs_ctx *ctx, struct fs_inode *in)
 					     FS_SPOOL_COMMITTING);
 			}
 			stage_cond(sg, &cond);
+			if (rc == 0 && fresh)
+				rc = probe_result(&probe);
 			if (rc == 0)
 				rc = ost_put(ctx->st, key, &body, &cond,
 					     &info);
 		}
 	} else if (rc == 0) {
-		rc = commit_manifest(ctx, in, key, sg, st.st_size, sp, old, &m,
-				     &info);
+		rc = commit_manifest(ctx, in, key, sg, st.st_size, sp, old,
+				     fresh ? &probe : NULL, &m, &info);
 	}
 refused:
 	if (rc == -ESTALE || rc == -EEXIST ||
@@ -860,6 +933,8 @@ out:
 		ch5_err("%s: commit failed (%s); the staged data is kept in %s",
 			key, strerror(-rc), sg->path);
 	}
+	if (fresh) /* not waited for where the commit failed before */
+		(void)ost_batch_wait(&probe.b);
 	h5m_manifest_free(m);
 	h5m_split_free(sp);
 	if (old)

@@ -44,6 +44,7 @@ struct fs_config {
 	uint64_t readahead;    /* max readahead window, bytes */
 	unsigned threads;      /* store pool workers */
 	double attr_timeout;   /* seconds the kernel and we cache attributes */
+	double negative_timeout; /* seconds the kernel caches a name's absence */
 	uid_t uid;
 	gid_t gid;
 	mode_t umask;
@@ -181,6 +182,8 @@ void fs_release_all(struct fs_ctx *ctx);
 /* How many manifest heads a mount keeps from its lookups (at most
  * FS_LOOKUP_GET bytes each). */
 #define FS_KEPT_HEADS 32
+/* How many names the store was last found to lack a mount remembers. */
+#define FS_KEPT_ABSENT 32
 
 struct fs_ctx {
 	struct fs_config cfg;
@@ -219,6 +222,14 @@ struct fs_ctx {
 		double t;	 /* fs_now() when it did */
 	} heads[FS_KEPT_HEADS];
 	unsigned heads_next; /* the slot the next head takes */
+	/* Names a lookup found neither a file nor a directory, and when
+	 * (fs_now()): a ring of FS_KEPT_ABSENT, guarded by absent_lock. */
+	pthread_mutex_t absent_lock;
+	struct fs_absent {
+		char *key; /* NULL: a free slot */
+		double t;
+	} absent[FS_KEPT_ABSENT];
+	unsigned absent_next; /* the slot the next name takes */
 	struct fs_pagefill *pagefill; /* page cache stores (pagefill.c) */
 	struct fs_listing *listing;   /* directory index updates (listing.c) */
 	uint64_t reads;	   /* atomic: FUSE reads answered from versions */
@@ -259,6 +270,22 @@ void fs_inode_pin(struct fs_ctx *ctx, struct fs_inode *in, int delta);
 
 /* Rename every inode whose key is `from` or starts with `from` + "/". */
 int fs_inode_rename(struct fs_ctx *ctx, const char *from, const char *to);
+
+/* Negative lookups (FUSE lookup answered ENOENT).  The kernel caches them
+ * for negative_timeout, but looks up again for an exclusive create (cp's
+ * open(O_CREAT | O_EXCL) after its stat), so the mount keeps the last
+ * FS_KEPT_ABSENT absent names itself, for the same time.  An exclusive
+ * create stays exclusive: its commit is refused if the name was taken in
+ * the store meanwhile.  All thread-safe; keeping is best effort.
+ *
+ * fs_absent_note: `key` (borrowed) was found absent now.
+ * fs_absent_known: whether `key` was found absent less than
+ *   negative_timeout seconds ago.
+ * fs_absent_forget: a name was made or renamed here: forget what was
+ *   kept of `key`, or of every name when `key` is NULL. */
+void fs_absent_note(struct fs_ctx *ctx, const char *key);
+bool fs_absent_known(struct fs_ctx *ctx, const char *key);
+void fs_absent_forget(struct fs_ctx *ctx, const char *key);
 
 /* Key of child `name` of directory key `parent` (malloc'd). */
 char *fs_child_key(const char *parent, const char *name);

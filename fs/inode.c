@@ -99,6 +99,7 @@ int fs_itable_init(struct fs_ctx *ctx)
 	pthread_mutex_init(&ctx->itable_lock, NULL);
 	pthread_mutex_init(&ctx->edges_lock, NULL);
 	pthread_mutex_init(&ctx->heads_lock, NULL);
+	pthread_mutex_init(&ctx->absent_lock, NULL);
 	pthread_cond_init(&ctx->edges_cond, NULL);
 	ctx->next_ino = FUSE_ROOT_ID;
 	root = fs_inode_get(ctx, "", true, 1);
@@ -134,6 +135,7 @@ void fs_itable_release(struct fs_ctx *ctx)
 	free(ctx->by_key);
 	ctx->by_ino = ctx->by_key = NULL;
 	fs_version_heads_free(ctx);
+	fs_absent_forget(ctx, NULL);
 }
 
 struct fs_inode *fs_inode_get(struct fs_ctx *ctx, const char *key,
@@ -282,6 +284,51 @@ int fs_inode_rename(struct fs_ctx *ctx, const char *from, const char *to)
 	}
 	pthread_mutex_unlock(&ctx->itable_lock);
 	return rc;
+}
+
+void fs_absent_note(struct fs_ctx *ctx, const char *key)
+{
+	char *k = strdup(key);
+	struct fs_absent *a;
+
+	if (!k)
+		return;
+	pthread_mutex_lock(&ctx->absent_lock);
+	a = &ctx->absent[ctx->absent_next++ % FS_KEPT_ABSENT];
+	free(a->key);
+	a->key = k;
+	a->t = fs_now();
+	pthread_mutex_unlock(&ctx->absent_lock);
+}
+
+bool fs_absent_known(struct fs_ctx *ctx, const char *key)
+{
+	double since = fs_now() - ctx->cfg.negative_timeout;
+	bool known = false;
+	size_t i;
+
+	pthread_mutex_lock(&ctx->absent_lock);
+	for (i = 0; i < FS_KEPT_ABSENT && !known; i++)
+		known = ctx->absent[i].key && ctx->absent[i].t > since &&
+			!strcmp(ctx->absent[i].key, key);
+	pthread_mutex_unlock(&ctx->absent_lock);
+	return known;
+}
+
+void fs_absent_forget(struct fs_ctx *ctx, const char *key)
+{
+	size_t i;
+
+	pthread_mutex_lock(&ctx->absent_lock);
+	for (i = 0; i < FS_KEPT_ABSENT; i++) {
+		struct fs_absent *a = &ctx->absent[i];
+
+		if (a->key && (!key || !strcmp(a->key, key))) {
+			free(a->key);
+			a->key = NULL;
+		}
+	}
+	pthread_mutex_unlock(&ctx->absent_lock);
 }
 
 int fs_staged_children(struct fs_ctx *ctx, const char *dir_key,

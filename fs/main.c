@@ -34,7 +34,8 @@ extern const struct fuse_lowlevel_ops fs_ops;
 struct raw_opts {
 	char *cache_size, *cache_block, *block_size, *readahead;
 	char *cache_dir, *cache_disk_size;
-	char *uid, *gid, *umask, *attr_timeout, *spool_dir, *fault;
+	char *uid, *gid, *umask, *attr_timeout, *negative_timeout;
+	char *spool_dir, *fault;
 	/* S3 */
 	char *endpoint, *region, *addressing, *passwd_file, *profile;
 	char *ca_bundle, *multipart_threshold, *part_size;
@@ -63,6 +64,7 @@ static const struct fuse_opt opt_table[] = {
 	OPT("gid=%s", gid),
 	OPT("umask=%s", umask),
 	OPT("attr_timeout=%s", attr_timeout),
+	OPT("negative_timeout=%s", negative_timeout),
 	OPT("endpoint=%s", endpoint),
 	OPT("region=%s", region),
 	OPT("addressing=%s", addressing),
@@ -117,6 +119,8 @@ static const char usage[] =
 	"  -o threads=N         store requests in flight (16)\n"
 	"  -o attr_timeout=S    seconds attributes, and which version of a\n"
 	"                       file is current, are trusted (5)\n"
+	"  -o negative_timeout=S  seconds a name found absent stays absent\n"
+	"                       for the kernel (attr_timeout)\n"
 	"  -o uid=N,gid=N,umask=M  owner and permissions shown\n"
 	"  -o direct_io         readers bypass the kernel page cache: only the\n"
 	"                       bytes asked for are fetched (no mmap)\n"
@@ -236,6 +240,26 @@ static int opt_proc(void *data, const char *arg, int key,
 	}
 }
 
+/* Seconds (a number >= 0) of option `name` from s into *out, untouched
+ * when s is NULL.  Returns -EINVAL on junk. */
+static int parse_seconds(const char *name, const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	if (!s)
+		return 0;
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || *end || errno || !(v >= 0)) {
+		fprintf(stderr, "mount.cloudh5: bad value for %s: '%s'\n",
+			name, s);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
 /* "64M" -> bytes.  Returns -EINVAL on junk or overflow. */
 static int parse_size(const char *name, const char *s, uint64_t *out)
 {
@@ -320,17 +344,11 @@ static int convert_opts(struct raw_opts *raw, struct fs_config *cfg)
 	rc |= parse_uint("uid", raw->uid, 10, UINT_MAX, &uid);
 	rc |= parse_uint("gid", raw->gid, 10, UINT_MAX, &gid);
 	rc |= parse_uint("umask", raw->umask, 8, 0777, &um);
-	if (raw->attr_timeout) {
-		char *end;
-
-		cfg->attr_timeout = strtod(raw->attr_timeout, &end);
-		if (*end || cfg->attr_timeout < 0) {
-			fprintf(stderr, "mount.cloudh5: bad value for "
-					"attr_timeout: '%s'\n",
-				raw->attr_timeout);
-			rc = -EINVAL;
-		}
-	}
+	rc |= parse_seconds("attr_timeout", raw->attr_timeout,
+			    &cfg->attr_timeout);
+	cfg->negative_timeout = cfg->attr_timeout;
+	rc |= parse_seconds("negative_timeout", raw->negative_timeout,
+			    &cfg->negative_timeout);
 	rc |= parse_size("multipart_threshold", raw->multipart_threshold,
 			 &raw->mp_threshold);
 	rc |= parse_size("part_size", raw->part_size, &raw->mp_part);
@@ -786,6 +804,7 @@ out:
 	free(raw.gid);
 	free(raw.umask);
 	free(raw.attr_timeout);
+	free(raw.negative_timeout);
 	free(raw.spool_dir);
 	free(raw.fault);
 	free(raw.endpoint);

@@ -384,6 +384,8 @@ static int resolve_hinted(struct fs_ctx *ctx, const char *key,
 		return -ENOMEM;
 	fill_dir_attr(ctx, &e->attr);
 found:
+	if (hint) /* a listing saw it: no longer absent */
+		fs_absent_forget(ctx, key);
 	if (lookup)
 		fs_inode_get(ctx, key, in->is_dir, lookup);
 	e->ino = in->ino;
@@ -428,13 +430,25 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rc;
 
 	rc = child_of(ctx, parent, name, -ENOENT, &key);
-	if (rc == 0)
+	if (rc == 0 && fs_absent_known(ctx, key)) {
+		rc = -ENOENT;
+	} else if (rc == 0) {
 		rc = resolve(ctx, key, &e, 1);
+		if (rc == -ENOENT)
+			fs_absent_note(ctx, key);
+	}
 	free(key);
-	if (rc < 0)
-		fuse_reply_err(req, -rc);
-	else
+	if (rc == -ENOENT && ctx->cfg.negative_timeout > 0) {
+		/* Inode 0: the kernel keeps the name as absent for that long
+		 * (but for an exclusive create: fs_absent_known). */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = ctx->cfg.negative_timeout;
 		fuse_reply_entry(req, &e);
+	} else if (rc < 0) {
+		fuse_reply_err(req, -rc);
+	} else {
+		fuse_reply_entry(req, &e);
+	}
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -782,6 +796,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		goto out;
 	fs_inode_get(ctx, key, false, 1);
 	fs_inode_open_count(ctx, in, 1);
+	fs_absent_forget(ctx, key);
 	e.ino = in->ino;
 	e.attr.st_ino = in->ino;
 	e.attr_timeout = e.entry_timeout = ctx->cfg.attr_timeout;
@@ -1000,6 +1015,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	rc = ost_put_buf(ctx->st, marker, "", 0, NULL);
 	if (rc < 0)
 		goto out;
+	fs_absent_forget(ctx, key);
 	rc = resolve(ctx, key, &e, 1);
 out:
 	free(key);
@@ -1214,6 +1230,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = restage_renamed(ctx, in, to);
 	pthread_mutex_unlock(&in->lock);
 out:
+	/* Names under `to` may exist now (and moved ones are looked up
+	 * again): nothing kept as absent stands. */
+	if (to)
+		fs_absent_forget(ctx, NULL);
 	if (dst_ver)
 		fs_version_put(dst_ver);
 	free(from);

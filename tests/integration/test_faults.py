@@ -306,6 +306,20 @@ def two_writers_one_wins(binary):
             close_loses(nb, "creators'")
             T.check(ws.store.get("n.bin") == b"first",
                     "the first creator's file was replaced")
+            # Two creators of one new HDF5 file: the second's chunks go
+            # up while its commit asks whether the name is still free;
+            # its manifest does not.
+            for who, seed in (("a", 7), ("b", 8)):
+                write_h5(os.path.join(ws.root, who + ".h5"), seed)
+            na = open(ws.m("n.h5"), "wb")
+            nb = open(mb.path("n.h5"), "wb")
+            for f, who in ((na, "a"), (nb, "b")):
+                f.write(read(os.path.join(ws.root, who + ".h5")))
+            na.close()
+            close_loses(nb, "HDF5 creators'")
+            with h5py.File(ws.m("n.h5"), "r") as f:
+                T.check(int(f.attrs["seed"]) == 7, "the first HDF5 "
+                        "creator's file was replaced")
 
             # Two h5py editors, both open before either commits (each in a
             # child: a failed close may crash libhdf5 1.10).
@@ -341,7 +355,7 @@ def two_writers_one_wins(binary):
         listed = sorted(ln.split(" for ")[1] for ln in out.splitlines()
                         if ln.startswith("staged "))
         T.check(listed == ["f.bin (committing)", "n.bin (committing)",
-                           "x.h5 (committing)"],
+                           "n.h5 (committing)", "x.h5 (committing)"],
                 "fsck lists the losers' stages as %s:\n%s" % (listed, out))
         for k in glob.glob(os.path.join(b_spool, "*.stage.key")):
             if read(k).endswith(b"\nkey x.h5"):

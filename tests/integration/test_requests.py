@@ -34,6 +34,14 @@
                  cold `h5dump -H` costs 1 request; a larger head costs 2,
                  with no byte fetched twice; past attr_timeout a file
                  rewritten elsewhere is read anew.
+  create_new     `cp` of a new HDF5 file: its name, looked up absent
+                 once, stays absent for the kernel (negative_timeout), so
+                 the create costs no second lookup; the commit asks
+                 whether the name is still free (a HEAD) while it uploads
+                 the chunks, not before: with every request delayed, the
+                 cp of a file of 8 chunks takes 2 delays (was 6).  With negative_timeout=0 each
+                 stat asks the store; past negative_timeout a file
+                 another mount made is seen.
   read_one_dataset  a cold read of one dataset in file order reads ahead
                  within it, not into the next dataset's chunks.
   random_reads_bytes  random hyperslab reads of a file without edge page
@@ -435,6 +443,72 @@ def lookup_head(binary):
                 "attr_timeout: v = %d" % v)
         ws.stop()
         return "; ".join(notes) + "; rewrite seen"
+
+
+@test
+def create_new(binary):
+    P = "new.h5"
+    delay = 0.4
+    with T.Workspace(binary, name="reqnew") as ws:
+        ws.start()
+        with h5py.File(ws.l(P), "w") as f:  # 8 chunks: one round of PUTs
+            f.create_dataset("d", data=np.arange(8000.0).reshape(8, 1000),
+                             chunks=(1, 1000))
+        ws.mount.stop()
+        ws.mount.opts = "fault=delay_ms=%d" % int(delay * 1000)
+        ws.mount.start()
+        notes = []
+        # Absent: asked once (as a file, then as a directory), then known.
+        for rnd, want_n in ((0, 2), (1, 0)):
+            s0 = T.mount_stats(ws)
+            T.check(not os.path.exists(ws.m(P)), "%s exists" % P)
+            n, by = requests(s0, T.mount_stats(ws))
+            T.check(n == want_n, "stat %d of the absent %s cost %d "
+                    "requests (%s), want %d" % (rnd, P, n, by, want_n))
+        s0 = T.mount_stats(ws)
+        t0 = time.monotonic()
+        subprocess.run(["cp", ws.l(P), ws.m(P)], check=True, timeout=300)
+        t = time.monotonic() - t0
+        n, by = requests(s0, T.mount_stats(ws))
+        with h5py.File(ws.l(P), "r") as f:
+            want = f["d"][:]
+        ws.remount()
+        with h5py.File(ws.m(P), "r") as f:
+            T.check(np.array_equal(f["d"][:], want), "%s read back wrong" % P)
+        # The chunks' PUTs with the HEAD beside them, then the manifest's
+        # PUT: 2 delays.  Before, 2 more for the create's lookup and 2 for
+        # GETs ahead of the uploads: 6.
+        T.check(t <= 3.5 * delay, "cp of a new file took %.2f s with %.1f s "
+                "per request (%s): want at most 3.5 delays" % (t, delay, by))
+        T.check(by.get("put") == 9, "cp of a new file of 8 chunks sent %s "
+                "PUTs, want 9" % by.get("put"))
+        T.check(by.get("head") == 1, "the commit of a new file sent %s "
+                "HEADs, want 1 (is its name still free)" % by.get("head"))
+        notes.append("absent stat: 2 then 0 requests; cp: %.2f s = %.1f "
+                     "delays, %s" % (t, t / delay, by))
+        ws.mount.stop()
+        ws.mount.opts = "negative_timeout=0"
+        ws.mount.start()
+        for rnd in range(2):
+            s0 = T.mount_stats(ws)
+            T.check(not os.path.exists(ws.m("gone.h5")), "gone.h5 exists")
+            n, by = requests(s0, T.mount_stats(ws))
+            T.check(n == 2, "with negative_timeout=0, stat %d of an absent "
+                    "name cost %d requests (%s), want 2" % (rnd, n, by))
+        ws.mount.stop()
+        ws.mount.opts = "negative_timeout=1"
+        ws.mount.start()
+        T.check(not os.path.exists(ws.m("later.h5")), "later.h5 exists")
+        with other_mount(binary, ws) as mb:
+            subprocess.run(["cp", ws.l(P), mb.path("later.h5")], check=True,
+                           timeout=300)
+        time.sleep(1.2)
+        T.check(os.path.exists(ws.m("later.h5")), "a file another mount "
+                "made is not seen after negative_timeout")
+        ws.stop()
+        notes.append("negative_timeout=0: 2 requests each stat; "
+                     "negative_timeout=1: seen after 1.2 s")
+        return "; ".join(notes)
 
 
 @test
