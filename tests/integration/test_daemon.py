@@ -154,6 +154,28 @@ def max_read_option(binary):
                "100, 64K, 2000000 refused"
 
 
+@test
+def time_options(binary):
+    """attr_timeout= and negative_timeout= take a number of seconds >= 0;
+    anything else fails the mount command with a message naming the
+    option, and nothing is mounted."""
+    with T.Workspace(binary, name="timeopt") as ws:
+        mnt = ws.mntdir
+        bad = ("negative_timeout=abc", "negative_timeout=-1",
+               "negative_timeout=", "attr_timeout=5s")
+        for opt in bad:
+            r = try_mount_daemon(binary, ws, "," + opt)
+            name = opt.split("=")[0]
+            T.check(r.returncode != 0, "%s: exit 0" % opt)
+            T.check(("bad value for %s" % name).encode() in r.stdout,
+                    "%s: no clear message: %s"
+                    % (opt, r.stdout.decode(errors="replace")))
+            T.check(not T._is_mounted(mnt), "%s mounted" % opt)
+        mnt = mount_daemon(binary, ws, ",negative_timeout=0.5")
+        unmount_daemon(mnt)
+        return "%s refused; negative_timeout=0.5 mounts" % ", ".join(bad)
+
+
 def exited(pid):
     """True once pid is gone or a zombie (its new parent, init, reaps it
     when it will)."""
