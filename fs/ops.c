@@ -1488,7 +1488,9 @@ static int dir_load(struct fs_ctx *ctx, struct dir_handle *d)
 	do {
 		struct ost_list_result res = { 0 };
 
-		rc = ost_list(ctx->st, prefix, "/", token, 1000, &res);
+		/* not the directory's own marker (the prefix as a key) */
+		rc = ost_list_after(ctx->st, prefix, "/", token,
+				    pl ? prefix : NULL, 1000, &res);
 		free(token);
 		token = NULL;
 		for (i = 0; rc == 0 && i < res.n_objects; i++) {

@@ -632,12 +632,14 @@ static int list_page(struct az *a, const char *full, const char *delimiter,
 #define LIST_MIN 1000
 
 static int az_list(void *priv, const char *prefix, const char *delimiter,
-		   const char *token, size_t max_keys,
+		   const char *token, const char *start_after, size_t max_keys,
 		   struct ost_list_result *res)
 {
 	struct az *a = priv;
 	char full[OST_KEY_MAX + 512], *marker = NULL;
-	const char *after = NULL;
+	const char *after = token ? NULL : start_after; /* List Blobs has no
+							   start-after: the
+							   first page skips */
 	size_t want = max_keys && max_keys < 5000 ? max_keys : 5000;
 	size_t cap_o = 0, cap_p = 0, n = 0;
 	int rc = 0;

@@ -109,15 +109,15 @@ static int fault_head(void *priv, const char *key, struct ost_info *info)
 }
 
 static int fault_list(void *priv, const char *prefix, const char *delimiter,
-		      const char *token, size_t max_keys,
-		      struct ost_list_result *res)
+		      const char *token, const char *start_after,
+		      size_t max_keys, struct ost_list_result *res)
 {
 	struct fault *f = priv;
 	int rc = fault_before(f, OST_LIST);
 
 	return rc ? rc
 		  : f->inner->ops->list(f->inner->priv, prefix, delimiter,
-					token, max_keys, res);
+					token, start_after, max_keys, res);
 }
 
 static int fault_del(void *priv, const char *key)

@@ -960,7 +960,7 @@ out:
 }
 
 static int lc_list(void *priv, const char *prefix, const char *delimiter,
-		   const char *token, size_t max_keys,
+		   const char *token, const char *start_after, size_t max_keys,
 		   struct ost_list_result *res)
 {
 	struct lc_walk *w;
@@ -972,7 +972,9 @@ static int lc_list(void *priv, const char *prefix, const char *delimiter,
 	if (!w)
 		return -ENOMEM;
 	w->lc = priv;
-	ost_lister_init(&w->l, prefix, delimiter, token, max_keys, res);
+	/* a token is the last item given: start_after works alike */
+	ost_lister_init(&w->l, prefix, delimiter, token ? token : start_after,
+			max_keys, res);
 	rc = lc_walk_dir(w, w->lc->rootfd, 0, 0, false);
 	free(w);
 	if (rc < 0) {

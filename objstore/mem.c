@@ -253,7 +253,7 @@ static int mem_del(void *priv, const char *key)
 }
 
 static int mem_list(void *priv, const char *prefix, const char *delimiter,
-		    const char *token, size_t max_keys,
+		    const char *token, const char *start_after, size_t max_keys,
 		    struct ost_list_result *res)
 {
 	struct mem_store *m = priv;
@@ -262,7 +262,9 @@ static int mem_list(void *priv, const char *prefix, const char *delimiter,
 	size_t i;
 	int rc = 0, v;
 
-	ost_lister_init(&l, prefix, delimiter, token, max_keys, res);
+	/* a token is the last item given: start_after works alike */
+	ost_lister_init(&l, prefix, delimiter, token ? token : start_after,
+			max_keys, res);
 	/* Keys below the token cannot be on this page, nor roll up into a
 	 * common prefix above it (a common prefix is <= its keys). */
 	start = (l.token && strcmp(l.token, l.prefix) > 0) ? l.token : l.prefix;

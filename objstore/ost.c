@@ -380,6 +380,7 @@ static void ost_run(struct ost *st, struct ost_req *req)
 		}
 		rc = ops->list(priv, req->prefix ? req->prefix : "",
 			       req->delimiter ? req->delimiter : "", req->token,
+			       req->token ? NULL : req->start_after,
 			       req->max_keys, &req->list);
 		if (rc)
 			ost_list_result_release(&req->list);
@@ -824,6 +825,14 @@ int ost_head(struct ost *st, const char *key, struct ost_info *info)
 int ost_list(struct ost *st, const char *prefix, const char *delimiter,
 	     const char *token, size_t max_keys, struct ost_list_result *res)
 {
+	return ost_list_after(st, prefix, delimiter, token, NULL, max_keys,
+			      res);
+}
+
+int ost_list_after(struct ost *st, const char *prefix, const char *delimiter,
+		   const char *token, const char *start_after,
+		   size_t max_keys, struct ost_list_result *res)
+{
 	struct ost_req req;
 	int rc;
 
@@ -832,6 +841,7 @@ int ost_list(struct ost *st, const char *prefix, const char *delimiter,
 	req.prefix = prefix;
 	req.delimiter = delimiter;
 	req.token = token;
+	req.start_after = start_after;
 	req.max_keys = max_keys;
 	rc = ost_run_sync(st, &req);
 	if (rc == 0)

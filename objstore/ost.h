@@ -117,10 +117,13 @@ struct ost_ops {
 	 * `delimiter`, keys that contain it after the prefix are rolled up
 	 * into common prefixes.  At most `max_keys` objects + prefixes per
 	 * answer (0 means the backend's default, 1000).  `token` is NULL or
-	 * a next_token from a previous answer.  *res must be zeroed. */
+	 * a next_token from a previous answer.  `start_after` (NULL: none)
+	 * is a key: a first page (token NULL) lists only what sorts after it
+	 * (S3 ListObjectsV2 start-after); later pages ignore it.  *res must
+	 * be zeroed. */
 	int (*list)(void *priv, const char *prefix, const char *delimiter,
-		    const char *token, size_t max_keys,
-		    struct ost_list_result *res);
+		    const char *token, const char *start_after,
+		    size_t max_keys, struct ost_list_result *res);
 
 	/* DELETE; deleting a missing key succeeds (as in S3). */
 	int (*del)(void *priv, const char *key);
@@ -283,6 +286,7 @@ struct ost_req {
 	const char *prefix;
 	const char *delimiter;
 	const char *token;
+	const char *start_after; /* first page: only what sorts after it */
 	size_t max_keys;
 	struct ost_list_result list; /* (out) caller releases */
 	/* COPY */
@@ -334,6 +338,15 @@ int ost_head(struct ost *st, const char *key, struct ost_info *info);
  * it.  prefix and delimiter may be NULL (= ""). */
 int ost_list(struct ost *st, const char *prefix, const char *delimiter,
 	     const char *token, size_t max_keys, struct ost_list_result *res);
+/* ost_list() whose first page (token NULL) starts after the key
+ * `start_after` (see ost_ops.list): a directory's listing skips its own
+ * marker object (the key prefix itself), which it does not show, and a
+ * directory of exactly 1,000 entries is one page, not two.  With a
+ * delimiter, start_after must not fall inside a common prefix of the
+ * listing (S3 would still list that prefix, the other backends not). */
+int ost_list_after(struct ost *st, const char *prefix, const char *delimiter,
+		   const char *token, const char *start_after,
+		   size_t max_keys, struct ost_list_result *res);
 int ost_delete(struct ost *st, const char *key);
 
 /* A set of asynchronous requests with at most `max` in flight, waited for

@@ -607,14 +607,14 @@ static void on_list_xml(void *arg, const char *parent, const char *name,
 }
 
 static int s3_list(void *priv, const char *prefix, const char *delimiter,
-		   const char *token, size_t max_keys,
+		   const char *token, const char *start_after, size_t max_keys,
 		   struct ost_list_result *res)
 {
 	struct s3 *s = priv;
 	struct s3_req r = { .method = "GET", .key = NULL, .body_fd = -1 };
 	struct list_state l = { .s = s, .res = res };
 	struct s3_error e;
-	char full[OST_KEY_MAX + 512], maxk[24];
+	char full[OST_KEY_MAX + 512], maxk[24], after[OST_KEY_MAX + 512];
 	int rc;
 
 	snprintf(full, sizeof(full), "%s%s", s->prefix, prefix ? prefix : "");
@@ -626,9 +626,14 @@ static int s3_list(void *priv, const char *prefix, const char *delimiter,
 	if (delimiter && *delimiter)
 		r.query[r.n_query++] = (struct sigv4_kv){ "delimiter",
 							  delimiter };
-	if (token)
+	if (token) {
 		r.query[r.n_query++] = (struct sigv4_kv){ "continuation-token",
 							  token };
+	} else if (start_after) {
+		snprintf(after, sizeof(after), "%s%s", s->prefix, start_after);
+		r.query[r.n_query++] = (struct sigv4_kv){ "start-after",
+							  after };
+	}
 	rc = s3_errno(s, &r, s3_send(s, &r, &e), &e, NULL);
 	if (rc == 0) {
 		rc = rest_xml_parse(r.x.text, r.x.text_len, on_list_xml, &l);

@@ -51,6 +51,10 @@
                  directory's index: the first cold `ls -l` of them costs
                  a few requests.
   listing_plain  `ls -l` of plain objects writes nothing into the store.
+  listing_one_page  a directory made through the mount has a marker
+                 object (the directory's prefix as a key) that its listing
+                 does not show; the listing starts after it, so a
+                 directory of 1,000 files is one LIST page, not two.
   listing_400    a directory of 400 files after a remount: readdir gives
                  every name, `ls -l` every size, for at most one request
                  per file plus the listing; once the directory index is
@@ -699,6 +703,29 @@ def listing_plain(binary):
         T.check(not by.get("put") and not left, "a listing of plain "
                 "objects wrote into the store: %s, %s" % (by, left[:3]))
         return "ls -l of 40 plain objects: %d requests (%s)" % (k, by)
+
+
+@test
+def listing_one_page(binary):
+    n = 1000
+    with T.Workspace(binary, name="ls1000") as ws:
+        ws.start()
+        os.mkdir(ws.m("d"))
+        for i in range(n):
+            ws.store.put("d/t%04d.txt" % i, b"x" * (i % 7))
+        ws.remount()
+        s0 = T.mount_stats(ws)
+        got = sorted(os.listdir(ws.m("d")))
+        k, by = requests(s0, T.mount_stats(ws))
+        T.check(got == ["t%04d.txt" % i for i in range(n)], "the listing "
+                "of %d files shows %d names" % (n, len(got)))
+        # the lookup of d asks for a LIST of one key; the listing, one
+        # page of 1,000 (two when the marker takes a place on the first)
+        T.check(by.get("list") == 2, "readdir of a directory of %d files "
+                "sent %s LISTs (%s), want 2: the lookup's and one page"
+                % (n, by.get("list"), by))
+        ws.stop()
+        return "readdir of %d files: %d requests (%s)" % (n, k, by)
 
 
 @test

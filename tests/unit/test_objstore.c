@@ -356,6 +356,36 @@ static void test_list(void **state)
 	/* default page size is 1000 */
 	assert_int_equal(list_str(t->st, "k/", NULL, 0, true, out, out_cap), 3);
 
+	/* start_after: a first page lists what sorts after it (not local's
+	 * "k/" marker); a page after a token ignores it */
+	assert_int_equal(ost_list_after(t->st, "k/", "/", NULL, "k/", 1000,
+					&res),
+			 0);
+	assert_int_equal(res.n_objects, 1000);
+	assert_string_equal(res.objects[0].key, "k/00000");
+	assert_string_equal(res.objects[999].key, "k/00999");
+	ost_list_result_release(&res);
+	assert_int_equal(ost_list_after(t->st, "k/", NULL, NULL, "k/02497", 0,
+					&res),
+			 0);
+	assert_int_equal(res.n_objects, 2);
+	assert_string_equal(res.objects[0].key, "k/02498");
+	assert_null(res.next_token);
+	ost_list_result_release(&res);
+	assert_int_equal(ost_list_after(t->st, "k/", NULL, NULL, "k/00499",
+					1000, &res),
+			 0);
+	assert_string_equal(res.objects[0].key, "k/00500");
+	assert_string_equal(res.objects[999].key, "k/01499");
+	token = strdup(res.next_token);
+	ost_list_result_release(&res);
+	assert_int_equal(ost_list_after(t->st, "k/", NULL, token, "k/02000",
+					1000, &res),
+			 0);
+	assert_string_equal(res.objects[0].key, "k/01500");
+	free(token);
+	ost_list_result_release(&res);
+
 	/* delimiter roll-up */
 	list_str(t->st, "", "/", 0, false, out, out_cap);
 	assert_string_equal(out, "j|k/*|k0|l/*|");
