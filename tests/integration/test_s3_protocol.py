@@ -11,8 +11,9 @@ the server where a case needs one:
     and message but never the secret key or a signature;
   - an object above multipart_threshold goes up as a multipart upload (its
     ETag ends in -PARTS); a failed part aborts the upload (no upload left
-    in ListMultipartUploads), close() fails and the data stays staged, and
-    the next close commits it;
+    in ListMultipartUploads), close() fails and the data stays staged (also
+    when the retry at the last release fails), and the next close commits
+    it;
   - temporary credentials (STS AssumeRole: access key, secret and session
     token) mount, write and read, from the environment and from
     ~/.aws/credentials; a wrong token fails the mount with a message.
@@ -295,14 +296,21 @@ def multipart_failure_aborts(binary):
         ws.start()
         SRV.proxy.clear()
         SRV.proxy.reset_log()
-        SRV.proxy.fail("PUT", "partNumber=2", 403, "AccessDenied", times=1)
+        # Part 2 refused at the commit of cp's close() (flush), and at the
+        # commit the last close (release) tries again after cp exited.
+        SRV.proxy.fail("PUT", "partNumber=2", 403, "AccessDenied", times=2)
         r = subprocess.run(["cp", local, ws.m("a.h5")],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            timeout=120)
         T.check(r.returncode != 0, "cp succeeded although a part failed")
+        t_end = time.monotonic() + 30
+        while (len(SRV.proxy.requests("DELETE", "uploadId=")) < 2 and
+               time.monotonic() < t_end):
+            time.sleep(0.05)
         aborts = SRV.proxy.requests("DELETE", "uploadId=")
-        T.check(len(aborts) == 1 and aborts[0][2] == 204,
-                "abort requests %s, want one answered 204" % aborts)
+        T.check(len(aborts) == 2 and all(a[2] == 204 for a in aborts),
+                "abort requests %s, want two answered 204 (the close's "
+                "commit, the release's)" % aborts)
         c = ws.store.client
         ups = c.list_multipart_uploads(Bucket=ws.store.bucket,
                                        Prefix=ws.store.prefix)
@@ -319,8 +327,8 @@ def multipart_failure_aborts(binary):
         key, size = big_object(ws.store, "a.h5")
         etag = ws.store._head(key)["ETag"].strip('"')
         T.check(etag.endswith("-3"), "the committed object's ETag %s" % etag)
-        return "part 2 refused: cp failed, 1 abort, no upload left, stage " \
-            "kept; reopen+close committed it"
+        return "part 2 refused twice: cp failed, 2 aborts, no upload left, " \
+            "stage kept; reopen+close committed it"
 
 
 def sts_credentials():
