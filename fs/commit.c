@@ -605,11 +605,6 @@ struct key_probe {
 	struct ost_req req;
 };
 
-static void probe_done(struct ost_req *req)
-{
-	ost_batch_finish(req->arg, 0); /* the answer is in req->rc */
-}
-
 /* Send a HEAD of `key` (which must outlive the probe). */
 static void probe_start(struct fs_ctx *ctx, const char *key,
 			struct key_probe *p)
@@ -618,7 +613,7 @@ static void probe_start(struct fs_ctx *ctx, const char *key,
 	ost_batch_init(&p->b, 1);
 	p->req.op = OST_HEAD;
 	p->req.key = key;
-	p->req.done = probe_done;
+	p->req.done = ost_batch_done; /* the answer is in req->rc */
 	p->req.arg = &p->b;
 	ost_batch_submit(ctx->st, &p->b, &p->req);
 }

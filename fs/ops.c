@@ -1348,11 +1348,6 @@ struct dir_index_get {
 	uint8_t *buf;
 };
 
-static void dir_index_done(struct ost_req *req)
-{
-	ost_batch_finish(req->arg, 0);
-}
-
 /* Start the GET of directory `dirkey`'s index.  Returns what
  * dir_index_apply() takes, or NULL (no index for this directory, or out
  * of memory). */
@@ -1376,7 +1371,7 @@ static struct dir_index_get *dir_index_start(struct fs_ctx *ctx,
 	g->r.key = g->key;
 	g->r.buf = g->buf;
 	g->r.len = DIR_INDEX_FIRST;
-	g->r.done = dir_index_done;
+	g->r.done = ost_batch_done;
 	g->r.arg = &g->b;
 	ost_batch_submit(ctx->st, &g->b, &g->r);
 	return g;

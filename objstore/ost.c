@@ -896,6 +896,11 @@ void ost_batch_finish(struct ost_batch *b, int rc)
 	pthread_mutex_unlock(&b->lock);
 }
 
+void ost_batch_done(struct ost_req *req)
+{
+	ost_batch_finish(req->arg, 0);
+}
+
 bool ost_batch_failed(struct ost_batch *b)
 {
 	bool failed;

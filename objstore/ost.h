@@ -372,6 +372,11 @@ void ost_batch_submit(struct ost *st, struct ost_batch *b,
  * free the request's slot. */
 void ost_batch_finish(struct ost_batch *b, int rc);
 
+/* A completion (ost_req.done) for a request whose `arg` is its batch and
+ * whose caller reads the answer from req->rc itself: frees the slot and
+ * records no error in the batch. */
+void ost_batch_done(struct ost_req *req);
+
 /* True once a request of the batch has failed: a caller for which one
  * failure fails the whole batch stops submitting (each further request
  * would only wait out its own retries against a store that is down). */
