@@ -324,8 +324,11 @@ static void fetch_done(struct ost_req *req)
 	pthread_mutex_unlock(&c->lock);
 }
 
-int fs_cache_get(struct fs_cache *c, const char *key, const char *ver,
-		 uint64_t obj_size, uint64_t blk, fs_cache_cb cb, void *arg)
+/* fs_cache_get(), or with `only_new` fs_cache_fetch_new(): then a block
+ * cached or being fetched returns 1 at once, cb not called. */
+static int cache_get(struct fs_cache *c, const char *key, const char *ver,
+		     uint64_t obj_size, uint64_t blk, fs_cache_cb cb,
+		     void *arg, bool only_new)
 {
 	uint64_t h;
 	uint64_t off = blk * c->block_size;
@@ -348,6 +351,11 @@ int fs_cache_get(struct fs_cache *c, const char *key, const char *ver,
 
 	pthread_mutex_lock(&c->lock);
 	e = table_find(c, key, ver, blk, h);
+	if (e && only_new) {
+		pthread_mutex_unlock(&c->lock);
+		free(w);
+		return 1;
+	}
 	if (e && e->ready) {
 		c->stats.hits++;
 		if (!cb) {
@@ -427,6 +435,19 @@ int fs_cache_get(struct fs_cache *c, const char *key, const char *ver,
 		fetch_done(&e->req);
 	}
 	return 0;
+}
+
+int fs_cache_get(struct fs_cache *c, const char *key, const char *ver,
+		 uint64_t obj_size, uint64_t blk, fs_cache_cb cb, void *arg)
+{
+	return cache_get(c, key, ver, obj_size, blk, cb, arg, false);
+}
+
+int fs_cache_fetch_new(struct fs_cache *c, const char *key, const char *ver,
+		       uint64_t obj_size, uint64_t blk, fs_cache_cb cb,
+		       void *arg)
+{
+	return cache_get(c, key, ver, obj_size, blk, cb, arg, true);
 }
 
 /* fs_cache_get_range(): a piece of a cached or fetching block. */

@@ -59,6 +59,16 @@ void fs_cache_set_disk(struct fs_cache *c, struct fs_dcache *d);
 int fs_cache_get(struct fs_cache *c, const char *key, const char *ver,
 		 uint64_t obj_size, uint64_t blk, fs_cache_cb cb, void *arg);
 
+/* Like fs_cache_get(), for a prefetch that must know when its block is
+ * in: a block that is cached or being fetched returns 1 at once (cb is
+ * not called); otherwise its fetch starts (from the disk tier, or a GET)
+ * and 0 is returned, cb being called when it ends, maybe before this
+ * returns (a disk tier hit, or a pool that refuses the GET).  `cb` must
+ * not be NULL.  Negative errno without calling cb, as fs_cache_get(). */
+int fs_cache_fetch_new(struct fs_cache *c, const char *key, const char *ver,
+		       uint64_t obj_size, uint64_t blk, fs_cache_cb cb,
+		       void *arg);
+
 /* Ask for bytes [off, off+len) of object `key` (same arguments as
  * fs_cache_get()), a range inside one block: for the few bytes of a
  * neighbouring chunk that share a page with the chunk being read.  If the

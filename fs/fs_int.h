@@ -52,6 +52,9 @@ struct fs_config {
 	bool direct_io;	       /* readers bypass the kernel page cache */
 	unsigned max_read;     /* largest kernel read request, bytes; 0 =
 				  the kernel's */
+	uint64_t prefetch_whole; /* files up to this many bytes are
+				    prefetched whole at their first data
+				    read; 0: none */
 };
 
 /* A committed version as seen by readers; shared by open handles and
@@ -73,6 +76,7 @@ struct fs_version {
 	uint64_t size;		  /* file bytes */
 	int64_t mtime_ns;
 	char etag[OST_ETAG_MAX];
+	int whole; /* atomic: its whole-file prefetch began (prefetch.c) */
 };
 
 /* A stage: a file being written, in the spool.  The spool file has the
@@ -232,10 +236,40 @@ struct fs_ctx {
 	unsigned absent_next; /* the slot the next name takes */
 	struct fs_pagefill *pagefill; /* page cache stores (pagefill.c) */
 	struct fs_listing *listing;   /* directory index updates (listing.c) */
+	struct fs_whole *whole;	      /* whole-file prefetch (prefetch.c), or
+					 NULL when off */
 	uint64_t reads;	   /* atomic: FUSE reads answered from versions */
 	uint64_t commits;  /* atomic: successful commits */
 	uint64_t commit_failures; /* atomic */
 };
+
+/* prefetch.c --------------------------------------------------------- */
+
+struct fs_whole;
+
+/* Set up whole-file prefetch for files of at most cfg.prefetch_whole
+ * bytes (nothing if that is 0).  Before the session starts.  0 or
+ * -ENOMEM (the mount works without it). */
+int fs_whole_init(struct fs_ctx *ctx);
+
+/* A read of [off, end) (file bytes) of v, through a read-only handle,
+ * touched chunk data: if v is a split HDF5 file of at most
+ * cfg.prefetch_whole bytes, not prefetched before, and no other file is
+ * being prefetched, start bringing every block of its objects into the
+ * block cache, in the background: [off, end of the dataset being read),
+ * then the rest of the file after it, then [0, off).  Takes its own
+ * reference on v.  Never blocks on the store; thread-safe. */
+void fs_whole_start(struct fs_ctx *ctx, struct fs_version *v, uint64_t off,
+		    uint64_t end);
+
+/* Counters: files whose prefetch began, blocks it asked the store or the
+ * disk tier for.  Thread-safe. */
+void fs_whole_stats(struct fs_ctx *ctx, uint64_t *files, uint64_t *blocks);
+
+/* At shutdown, before fs_cache_free(): ask for nothing more, wait for the
+ * blocks in flight, drop the version and free.  No fs_whole_start() may
+ * run or follow.  NULL ctx->whole is a no-op. */
+void fs_whole_free(struct fs_ctx *ctx);
 
 /* inode.c ------------------------------------------------------------ */
 

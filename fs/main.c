@@ -35,6 +35,7 @@ struct raw_opts {
 	char *cache_size, *cache_block, *block_size, *readahead;
 	char *cache_dir, *cache_disk_size;
 	char *uid, *gid, *umask, *attr_timeout, *negative_timeout;
+	char *prefetch_whole;
 	char *spool_dir, *fault;
 	/* S3 */
 	char *endpoint, *region, *addressing, *passwd_file, *profile;
@@ -59,6 +60,7 @@ static const struct fuse_opt opt_table[] = {
 	OPT("cache_block=%s", cache_block),
 	OPT("block_size=%s", block_size),
 	OPT("readahead=%s", readahead),
+	OPT("prefetch_whole=%s", prefetch_whole),
 	OPT("threads=%u", threads),
 	OPT("uid=%s", uid),
 	OPT("gid=%s", gid),
@@ -114,6 +116,9 @@ static const char usage[] =
 	"  -o cache_block=N     block cache unit in bytes (1M)\n"
 	"  -o block_size=N      object size for contiguous data (8M)\n"
 	"  -o readahead=N       largest readahead window in bytes (32M)\n"
+	"  -o prefetch_whole=F  a file of at most F times cache_size is\n"
+	"                       fetched whole at its first data read (0.5;\n"
+	"                       0: never)\n"
 	"  -o spool_dir=DIR     where files being written are staged\n"
 	"                       (/var/tmp/cloudh5-spool)\n"
 	"  -o threads=N         store requests in flight (16)\n"
@@ -240,9 +245,9 @@ static int opt_proc(void *data, const char *arg, int key,
 	}
 }
 
-/* Seconds (a number >= 0) of option `name` from s into *out, untouched
- * when s is NULL.  Returns -EINVAL on junk. */
-static int parse_seconds(const char *name, const char *s, double *out)
+/* A number >= 0 (seconds, a fraction) of option `name` from s into *out,
+ * untouched when s is NULL.  Returns -EINVAL on junk. */
+static int parse_decimal(const char *name, const char *s, double *out)
 {
 	char *end;
 	double v;
@@ -315,6 +320,7 @@ static int parse_uint(const char *name, const char *s, int base,
 static int convert_opts(struct raw_opts *raw, struct fs_config *cfg)
 {
 	unsigned long uid = getuid(), gid = getgid(), um = 022;
+	double whole = 0.5;
 	int rc = 0;
 
 	cfg->cache_size = 256ULL << 20;
@@ -341,19 +347,27 @@ static int convert_opts(struct raw_opts *raw, struct fs_config *cfg)
 	rc |= parse_size("cache_block", raw->cache_block, &cfg->cache_block);
 	rc |= parse_size("block_size", raw->block_size, &cfg->block_size);
 	rc |= parse_size("readahead", raw->readahead, &cfg->readahead);
+	rc |= parse_decimal("prefetch_whole", raw->prefetch_whole, &whole);
+	if (whole > 1) {
+		fprintf(stderr, "mount.cloudh5: bad value for prefetch_whole: "
+				"'%s' (a fraction of cache_size, 0..1)\n",
+			raw->prefetch_whole);
+		rc = -EINVAL;
+	}
 	rc |= parse_uint("uid", raw->uid, 10, UINT_MAX, &uid);
 	rc |= parse_uint("gid", raw->gid, 10, UINT_MAX, &gid);
 	rc |= parse_uint("umask", raw->umask, 8, 0777, &um);
-	rc |= parse_seconds("attr_timeout", raw->attr_timeout,
+	rc |= parse_decimal("attr_timeout", raw->attr_timeout,
 			    &cfg->attr_timeout);
 	cfg->negative_timeout = cfg->attr_timeout;
-	rc |= parse_seconds("negative_timeout", raw->negative_timeout,
+	rc |= parse_decimal("negative_timeout", raw->negative_timeout,
 			    &cfg->negative_timeout);
 	rc |= parse_size("multipart_threshold", raw->multipart_threshold,
 			 &raw->mp_threshold);
 	rc |= parse_size("part_size", raw->part_size, &raw->mp_part);
 	if (rc)
 		return -EINVAL;
+	cfg->prefetch_whole = (uint64_t)(whole * (double)cfg->cache_size);
 	if ((raw->part_size && raw->mp_part < (5u << 20)) ||
 	    (raw->multipart_threshold && raw->mp_threshold < (5u << 20))) {
 		fprintf(stderr, "mount.cloudh5: part_size and "
@@ -733,6 +747,8 @@ int main(int argc, char *argv[])
 		}
 		fs_cache_set_disk(ctx.cache, ctx.dcache);
 	}
+	if (fs_whole_init(&ctx) < 0)
+		ch5_warn("out of memory: no whole-file prefetch");
 	if (fs_listing_init(&ctx) < 0)
 		ch5_warn("directory indexes are not updated by commits: "
 			 "listings read headers instead");
@@ -786,6 +802,7 @@ out:
 		fuse_session_destroy(ctx.se);
 	fs_release_all(&ctx);
 	fs_listing_shutdown(&ctx);
+	fs_whole_free(&ctx);
 	fs_cache_free(ctx.cache);
 	fs_dcache_close(ctx.dcache);
 	fs_pagefill_free(&ctx);
@@ -800,6 +817,7 @@ out:
 	free(raw.cache_block);
 	free(raw.block_size);
 	free(raw.readahead);
+	free(raw.prefetch_whole);
 	free(raw.uid);
 	free(raw.gid);
 	free(raw.umask);

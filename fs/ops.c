@@ -1819,6 +1819,7 @@ int fs_stats_format(struct fs_ctx *ctx, char *buf, size_t size)
 	};
 	struct ost_stats os;
 	struct fs_cache_stats cs;
+	uint64_t wfiles, wblocks;
 	size_t len = 0;
 	int i, n;
 
@@ -1860,6 +1861,9 @@ int fs_stats_format(struct fs_ctx *ctx, char *buf, size_t size)
 	EMIT("reads %" PRIu64 "\npagecache.stored %" PRIu64 "\n",
 	     __atomic_load_n(&ctx->reads, __ATOMIC_RELAXED),
 	     fs_pagefill_stored(ctx));
+	fs_whole_stats(ctx, &wfiles, &wblocks);
+	EMIT("whole.files %" PRIu64 "\nwhole.blocks %" PRIu64 "\n", wfiles,
+	     wblocks);
 	EMIT("commits %" PRIu64 "\ncommits.failed %" PRIu64 "\n",
 	     __atomic_load_n(&ctx->commits, __ATOMIC_RELAXED),
 	     __atomic_load_n(&ctx->commit_failures, __ATOMIC_RELAXED));

@@ -979,6 +979,9 @@ static void version_read(struct fs_ctx *ctx, fuse_req_t req,
 		else
 			prefetch(ctx, v, ra_off, ra_end);
 	}
+	/* a read-only handle's data read: the whole file, if it is small */
+	if (data && !fh->writable && fh->ver)
+		fs_whole_start(ctx, v, off, fend);
 	read_part_put(rd); /* may reply and free rd */
 }
 

@@ -156,13 +156,14 @@ def max_read_option(binary):
 
 @test
 def time_options(binary):
-    """attr_timeout= and negative_timeout= take a number of seconds >= 0;
-    anything else fails the mount command with a message naming the
-    option, and nothing is mounted."""
+    """attr_timeout= and negative_timeout= take a number of seconds >= 0,
+    prefetch_whole= a fraction from 0 to 1; anything else fails the mount
+    command with a message naming the option, and nothing is mounted."""
     with T.Workspace(binary, name="timeopt") as ws:
         mnt = ws.mntdir
         bad = ("negative_timeout=abc", "negative_timeout=-1",
-               "negative_timeout=", "attr_timeout=5s")
+               "negative_timeout=", "attr_timeout=5s",
+               "prefetch_whole=1.5", "prefetch_whole=half")
         for opt in bad:
             r = try_mount_daemon(binary, ws, "," + opt)
             name = opt.split("=")[0]
@@ -171,9 +172,11 @@ def time_options(binary):
                     "%s: no clear message: %s"
                     % (opt, r.stdout.decode(errors="replace")))
             T.check(not T._is_mounted(mnt), "%s mounted" % opt)
-        mnt = mount_daemon(binary, ws, ",negative_timeout=0.5")
+        mnt = mount_daemon(binary, ws, ",negative_timeout=0.5,"
+                           "prefetch_whole=0.25")
         unmount_daemon(mnt)
-        return "%s refused; negative_timeout=0.5 mounts" % ", ".join(bad)
+        return ("%s refused; negative_timeout=0.5,prefetch_whole=0.25 "
+                "mounts" % ", ".join(bad))
 
 
 def exited(pid):

@@ -44,6 +44,11 @@
                  another mount made is seen.
   read_one_dataset  a cold read of one dataset in file order reads ahead
                  within it, not into the next dataset's chunks.
+  whole_file     a file of at most prefetch_whole of the block cache is
+                 fetched whole in the background once a read-only handle
+                 reads its chunk data: after a cold read of one row, all
+                 of the file costs no GET; not after `h5dump -H`, nor for
+                 an r+ handle, a file over the limit or prefetch_whole=0.
   random_reads_bytes  random hyperslab reads of a file without edge page
                  fill fetch at most 1.5x the bytes of the chunks touched,
                  and nothing more once the kernel drops the pages.
@@ -59,6 +64,11 @@
                  every name, `ls -l` every size, for at most one request
                  per file plus the listing; once the directory index is
                  stored, a few requests in all.
+
+one_chunk, edge_section, open_after_lookup, read_one_dataset and
+random_reads_bytes mount with prefetch_whole=0: they count what reads
+fetch chunk by chunk, which whole-file prefetch replaces for files as
+small as theirs.
 
 Each output is compared with the same program on a local copy, so fewer
 requests can never come from reading less.  "Cold" is a fresh mount: empty
@@ -82,6 +92,9 @@ import h5py  # noqa: E402
 
 TESTS = []
 KINDS = ("get", "put", "head", "list", "delete", "copy")
+# The tests of what one read fetches turn whole-file prefetch off: their
+# files are under its limit, and whole_file tests it.
+CHUNKWISE = "prefetch_whole=0"
 
 
 def test(fn):
@@ -202,7 +215,7 @@ def read_row_argv(path, row):
 @test
 def one_chunk(binary):
     P = "chunks.h5"
-    with T.Workspace(binary, name="req1") as ws:
+    with T.Workspace(binary, name="req1", opts=CHUNKWISE) as ws:
         ws.start()
         make_chunked(ws.l(P))
         make_chunked(ws.m(P))
@@ -234,7 +247,8 @@ def one_chunk(binary):
 @test
 def edge_section(binary):
     P = "gz.h5"
-    with T.Workspace(binary, name="reqedge", opts="attr_timeout=60") as ws:
+    with T.Workspace(binary, name="reqedge",
+                     opts="attr_timeout=60," + CHUNKWISE) as ws:
         ws.start()
         rng = np.random.default_rng(7)
         data = (rng.random((300, 16384)) * 1000).astype("f4")
@@ -360,7 +374,8 @@ def open_after_lookup(binary):
     store once the lookup's answer is older than attr_timeout: a file
     rewritten from another mount is seen."""
     P = "chunks.h5"
-    with T.Workspace(binary, name="reqopen", opts="attr_timeout=2") as ws:
+    with T.Workspace(binary, name="reqopen",
+                     opts="attr_timeout=2," + CHUNKWISE) as ws:
         ws.start()
         make_chunked(ws.m(P))
         with h5py.File(ws.m(P), "r") as f:
@@ -522,7 +537,7 @@ def read_one_dataset(binary):
     while a is read in file order, but stops at a's last chunk, so no
     chunk of b is fetched (at most 3 requests besides a's 64 chunks)."""
     P = "two.h5"
-    with T.Workspace(binary, name="reqra") as ws:
+    with T.Workspace(binary, name="reqra", opts=CHUNKWISE) as ws:
         ws.start()
         rng = np.random.default_rng(5)
         data = rng.random((64, 32768))
@@ -543,6 +558,133 @@ def read_one_dataset(binary):
         return "cold read of a: %d requests (%s)" % (n, by)
 
 
+def settled(ws, timeout=30):
+    """The mount's counters once its background fetches are over: no
+    request in flight, and no block asked for since the last look."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        st = T.mount_stats(ws)
+        now = (st["requests.in_flight"], st.get("whole.blocks", 0),
+               st["requests.get"])
+        if (now[0] == 0 and last == now) or time.monotonic() > deadline:
+            return st
+        last = now
+        time.sleep(0.2)
+
+
+@test
+def whole_file(binary):
+    """A file of at most prefetch_whole of the block cache (a fraction;
+    0.5 of 256M by default) is fetched whole in the background once a
+    read-only handle reads its chunk data: after a cold read of one row
+    of a 16 MiB file of 64 chunks, reading all of it costs no GET.  A
+    cold `h5dump -H` (metadata only) starts nothing, nor does a read
+    through an r+ handle; a file over the limit (cache_size=16M: 8 MiB)
+    gets one row's chunk, as does any file with prefetch_whole=0.  With
+    a disk tier that one mount's prefetch filled, the next mount's
+    prefetch is answered from it."""
+    P = "chunks.h5"
+    notes = []
+    with T.Workspace(binary, name="reqwhole") as ws:
+        ws.start()
+        make_chunked(ws.l(P))
+        subprocess.run(["cp", ws.l(P), ws.m(P)], check=True, timeout=300)
+        with h5py.File(ws.l(P), "r") as f:
+            want = f["d"][...]
+        # metadata only: no prefetch
+        n, by, _ = cold_header_dump(ws, P)
+        st = settled(ws)
+        T.check(st.get("whole.files", 0) == 0 and n <= 3,
+                "a cold h5dump -H started a whole-file prefetch (%s "
+                "files) or cost %d requests (%s)"
+                % (st.get("whole.files"), n, by))
+        # one row, then the rest of the file comes by itself
+        ws.remount()
+        s0 = T.mount_stats(ws)
+        subprocess.run(read_row_argv(ws.m(P), 37), check=True,
+                       capture_output=True, timeout=300)
+        s1 = settled(ws)
+        n1, by1 = requests(s0, s1)
+        T.check(s1.get("whole.files", 0) == 1,
+                "no whole-file prefetch after a cold read of one row "
+                "(%s files)" % s1.get("whole.files"))
+        T.check(by1.get("get", 0) >= 64, "the prefetch fetched %d objects "
+                "of a file of 64 chunks" % by1.get("get", 0))
+        read_d = ["/usr/bin/python3", "-c",
+                  "import sys, h5py, numpy as np\n"
+                  "f = h5py.File(sys.argv[1], 'r')\n"
+                  "np.save(sys.stdout.buffer, f['d'][...])\n", ws.m(P)]
+        out = subprocess.run(read_d,
+                             check=True, capture_output=True,
+                             timeout=300).stdout
+        s2 = settled(ws)
+        with open(os.path.join(ws.root, "got.npy"), "wb") as o:
+            o.write(out)
+        T.check(np.array_equal(np.load(os.path.join(ws.root, "got.npy")),
+                               want), "d read back wrong after the prefetch")
+        n2, by2 = requests(s1, s2)
+        T.check(by2.get("get", 0) == 0, "reading all of d after the "
+                "prefetch cost %d GETs (%s)" % (by2.get("get", 0), by2))
+        notes.append("one row: %d requests (%s), then all of d: %d (%s)"
+                     % (n1, by1, n2, by2))
+        # an r+ handle's reads start nothing
+        ws.remount()
+        code = ("import sys, h5py\n"
+                "with h5py.File(sys.argv[1], 'r+') as f:\n"
+                "    f['d'][5]\n")
+        subprocess.run(["/usr/bin/python3", "-c", code, ws.m(P)],
+                       check=True, timeout=300)
+        st = settled(ws)
+        T.check(st.get("whole.files", 0) == 0, "a read through an r+ "
+                "handle started a whole-file prefetch")
+        # with a disk tier: filled by one mount's prefetch, it answers
+        # the next mount's (each block there at once, in the prefetch's
+        # own call) with no GET
+        ws.mount.stop()
+        ws.mount.opts = "cache_dir=" + os.path.join(ws.root, "dcache")
+        for rnd in range(2):
+            ws.mount.start()
+            s0 = T.mount_stats(ws)
+            subprocess.run(read_row_argv(ws.m(P), 37), check=True,
+                           capture_output=True, timeout=300)
+            s1 = settled(ws)
+            n, by = requests(s0, s1)
+            T.check(s1.get("whole.files", 0) == 1, "cache_dir, mount %d: "
+                    "no whole-file prefetch" % rnd)
+            T.check(rnd == 0 or by.get("get", 0) <= 3, "cache_dir, mount "
+                    "%d: the prefetch cost %d GETs (%s), want the "
+                    "manifest's only" % (rnd, by.get("get", 0), by))
+            ws.mount.stop()
+        notes.append("cache_dir, second mount: one row %d requests" % n)
+        ws.mount.start()
+        out = subprocess.run(read_d, check=True, capture_output=True,
+                             timeout=300).stdout
+        with open(os.path.join(ws.root, "got.npy"), "wb") as o:
+            o.write(out)
+        T.check(np.array_equal(np.load(os.path.join(ws.root, "got.npy")),
+                               want), "d read back wrong from the disk tier")
+        ws.stop()
+    for opts, why in (("cache_size=16M", "over the limit"),
+                      ("prefetch_whole=0", "prefetch_whole=0")):
+        with T.Workspace(binary, name="reqwhole0", opts=opts) as ws:
+            ws.start()
+            make_chunked(ws.m(P))
+            ws.remount()
+            s0 = T.mount_stats(ws)
+            subprocess.run(read_row_argv(ws.m(P), 37), check=True,
+                           capture_output=True, timeout=300)
+            s1 = settled(ws)
+            n, by = requests(s0, s1)
+            T.check(s1.get("whole.files", 0) == 0 and n <= 4,
+                    "%s: a cold read of one row started a whole-file "
+                    "prefetch (%s files) or cost %d requests (%s), bound 4"
+                    % (why, s1.get("whole.files"), n, by))
+            notes.append("%s: one row %d requests" % (why, n))
+            ws.stop()
+    return "; ".join(notes)
+
+
 @test
 def random_reads_bytes(binary):
     """60 random 16x16 reads of a file of 1,280 chunks of 16 KiB, whose
@@ -554,7 +696,8 @@ def random_reads_bytes(binary):
     after the kernel dropped the file's pages cost no request: those
     ranged GETs' answers are kept too."""
     P = "edges.h5"
-    with T.Workspace(binary, name="reqedge", opts="attr_timeout=60") as ws:
+    with T.Workspace(binary, name="reqedge",
+                     opts="attr_timeout=60," + CHUNKWISE) as ws:
         ws.start()
         rng = np.random.default_rng(9)
         data = rng.random((2048, 2560), dtype=np.float32)
