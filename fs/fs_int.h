@@ -262,6 +262,11 @@ int fs_whole_init(struct fs_ctx *ctx);
 void fs_whole_start(struct fs_ctx *ctx, struct fs_version *v, uint64_t off,
 		    uint64_t end);
 
+/* The last handle of the file whose version is v was closed: if v is
+ * being prefetched, ask for no more of it (blocks in flight still land)
+ * and let a later read begin it again.  Thread-safe. */
+void fs_whole_cancel(struct fs_ctx *ctx, struct fs_version *v);
+
 /* Counters: files whose prefetch began, blocks it asked the store or the
  * disk tier for.  Thread-safe. */
 void fs_whole_stats(struct fs_ctx *ctx, uint64_t *files, uint64_t *blocks);

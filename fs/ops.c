@@ -917,9 +917,11 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	struct fs_handle *fh = fi_handle(fi);
 	struct fs_inode *in = fh->inode;
 	struct fs_version *doomed = NULL;
+	bool last;
 
 	(void)ino;
 	pthread_mutex_lock(&in->lock);
+	last = in->opens == 1;
 	if (in->opens == 1 && in->stage) {
 		/* Last close: commit what is left, then drop the stage unless
 		 * the commit failed (then it stays in the spool). */
@@ -932,6 +934,9 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 		in->doomed = NULL;
 	}
 	pthread_mutex_unlock(&in->lock);
+	/* the file's last handle: its whole-file prefetch stops */
+	if (last && fh->ver)
+		fs_whole_cancel(ctx, fh->ver);
 	if (doomed) {
 		fs_delete_objects(ctx, doomed);
 		fs_version_put(doomed);

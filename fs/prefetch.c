@@ -10,8 +10,12 @@
  * read by read, and a random reader's later chunks are local.  Metadata
  * reads (h5dump -H, h5ls) start nothing: they touch no chunk data.
  *
- * One file at a time per mount: a file whose first data read comes while
- * another is being prefetched gets the readahead only.  At most
+ * It stops when the file's last handle is closed (the blocks in flight
+ * still land): a program that read what it wanted and left does not
+ * leave the store busy with the rest; a later read begins it again,
+ * skipping what is cached.  One file at a time per mount: a file whose
+ * first data read comes while another is being prefetched gets the
+ * readahead only.  At most
  * cfg.threads blocks are asked for at once, so a program's own reads wait
  * behind at most one request per pool connection, and the memory held by
  * blocks in flight is bounded; what arrives is under the cache's budget
@@ -40,6 +44,7 @@ struct fs_whole {
 	bool pumping;		/* a thread is in pump_locked() */
 	bool again;		/* a block came in while it was */
 	bool stopping;		/* shutdown: ask for nothing more */
+	bool cancel;		/* v's last handle closed: likewise */
 	uint64_t started, fetched; /* files begun, blocks asked for (stats) */
 };
 
@@ -133,7 +138,7 @@ static void pump_locked(struct fs_whole *w)
 		uint64_t obj_size, blk;
 
 		w->again = false;
-		while (!w->stopping && w->inflight < w->max &&
+		while (!w->stopping && !w->cancel && w->inflight < w->max &&
 		       next_block(w, key, sizeof(key), &obj_size, &blk)) {
 			const char *tag = fs_version_tag(w->v);
 			int rc;
@@ -151,9 +156,14 @@ static void pump_locked(struct fs_whole *w)
 		}
 	} while (w->again);
 	w->pumping = false;
-	if (w->inflight == 0 && (w->stopping || w->cur >= w->nranges)) {
+	if (w->inflight == 0 &&
+	    (w->stopping || w->cancel || w->cur >= w->nranges)) {
 		done = w->v;
 		w->v = NULL;
+		/* cut short: a later read may begin it again */
+		if (w->cancel)
+			__atomic_store_n(&done->whole, 0, __ATOMIC_RELEASE);
+		w->cancel = false;
 	}
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
@@ -198,6 +208,21 @@ void fs_whole_start(struct fs_ctx *ctx, struct fs_version *v, uint64_t off,
 	ch5_debug("whole-file prefetch of %llu bytes begins at %llu",
 		  (unsigned long long)v->size, (unsigned long long)off);
 	pump_locked(w);
+}
+
+void fs_whole_cancel(struct fs_ctx *ctx, struct fs_version *v)
+{
+	struct fs_whole *w = ctx->whole;
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	if (w->v != v) {
+		pthread_mutex_unlock(&w->lock);
+		return;
+	}
+	w->cancel = true;
+	pump_locked(w); /* finishes now if nothing is in flight */
 }
 
 void fs_whole_stats(struct fs_ctx *ctx, uint64_t *files, uint64_t *blocks)

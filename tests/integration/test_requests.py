@@ -47,8 +47,9 @@
   whole_file     a file of at most prefetch_whole of the block cache is
                  fetched whole in the background once a read-only handle
                  reads its chunk data: after a cold read of one row, all
-                 of the file costs no GET; not after `h5dump -H`, nor for
-                 an r+ handle, a file over the limit or prefetch_whole=0.
+                 of the file costs no GET; its last close stops it; not
+                 after `h5dump -H`, nor for an r+ handle, a file over the
+                 limit or prefetch_whole=0.
   random_reads_bytes  random hyperslab reads of a file without edge page
                  fill fetch at most 1.5x the bytes of the chunks touched,
                  and nothing more once the kernel drops the pages.
@@ -578,20 +579,59 @@ def whole_file(binary):
     """A file of at most prefetch_whole of the block cache (a fraction;
     0.5 of 256M by default) is fetched whole in the background once a
     read-only handle reads its chunk data: after a cold read of one row
-    of a 16 MiB file of 64 chunks, reading all of it costs no GET.  A
+    of a 16 MiB file of 64 chunks, with the file kept open, reading all of
+    it costs no GET.  Closing the file's last handle stops it: with every
+    request delayed, a program that reads one row and exits leaves most
+    of the file unfetched, and the next one's read begins it again.  A
     cold `h5dump -H` (metadata only) starts nothing, nor does a read
     through an r+ handle; a file over the limit (cache_size=16M: 8 MiB)
-    gets one row's chunk, as does any file with prefetch_whole=0.  With
-    a disk tier that one mount's prefetch filled, the next mount's
-    prefetch is answered from it."""
+    gets one row's chunk, as does any file with prefetch_whole=0.  With a
+    disk tier that one mount's prefetch filled, the next mount's prefetch
+    is answered from it."""
     P = "chunks.h5"
     notes = []
+
+    def row_held(ws, row):
+        """Read one row of d with the file kept open until the mount is
+        idle; returns the counters from before and while still open."""
+        code = ("import sys, h5py\n"
+                "f = h5py.File(sys.argv[1], 'r')\n"
+                "f['d'][int(sys.argv[2])]\n"
+                "print('read', flush=True)\n"
+                "sys.stdin.read()\n")
+        s0 = T.mount_stats(ws)
+        p = subprocess.Popen(["/usr/bin/python3", "-c", code, ws.m(P),
+                              str(row)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+        try:
+            T.check(p.stdout.readline() == b"read\n", "reading a row "
+                    "failed")
+            s1 = settled(ws)
+        finally:
+            p.stdin.close()
+            p.wait(timeout=60)
+        return s0, s1
+
     with T.Workspace(binary, name="reqwhole") as ws:
         ws.start()
         make_chunked(ws.l(P))
         subprocess.run(["cp", ws.l(P), ws.m(P)], check=True, timeout=300)
         with h5py.File(ws.l(P), "r") as f:
             want = f["d"][...]
+        read_d = ["/usr/bin/python3", "-c",
+                  "import sys, h5py, numpy as np\n"
+                  "f = h5py.File(sys.argv[1], 'r')\n"
+                  "np.save(sys.stdout.buffer, f['d'][...])\n", ws.m(P)]
+
+        def check_d(what):
+            out = subprocess.run(read_d, check=True, capture_output=True,
+                                 timeout=300).stdout
+            with open(os.path.join(ws.root, "got.npy"), "wb") as o:
+                o.write(out)
+            T.check(np.array_equal(np.load(os.path.join(ws.root,
+                                                        "got.npy")), want),
+                    "d read back wrong " + what)
+
         # metadata only: no prefetch
         n, by, _ = cold_header_dump(ws, P)
         st = settled(ws)
@@ -599,35 +639,23 @@ def whole_file(binary):
                 "a cold h5dump -H started a whole-file prefetch (%s "
                 "files) or cost %d requests (%s)"
                 % (st.get("whole.files"), n, by))
-        # one row, then the rest of the file comes by itself
+        # one row, file kept open: the rest of the file comes by itself
         ws.remount()
-        s0 = T.mount_stats(ws)
-        subprocess.run(read_row_argv(ws.m(P), 37), check=True,
-                       capture_output=True, timeout=300)
-        s1 = settled(ws)
+        s0, s1 = row_held(ws, 37)
         n1, by1 = requests(s0, s1)
         T.check(s1.get("whole.files", 0) == 1,
                 "no whole-file prefetch after a cold read of one row "
                 "(%s files)" % s1.get("whole.files"))
         T.check(by1.get("get", 0) >= 64, "the prefetch fetched %d objects "
                 "of a file of 64 chunks" % by1.get("get", 0))
-        read_d = ["/usr/bin/python3", "-c",
-                  "import sys, h5py, numpy as np\n"
-                  "f = h5py.File(sys.argv[1], 'r')\n"
-                  "np.save(sys.stdout.buffer, f['d'][...])\n", ws.m(P)]
-        out = subprocess.run(read_d,
-                             check=True, capture_output=True,
-                             timeout=300).stdout
+        s1 = settled(ws)
+        check_d("after the prefetch")
         s2 = settled(ws)
-        with open(os.path.join(ws.root, "got.npy"), "wb") as o:
-            o.write(out)
-        T.check(np.array_equal(np.load(os.path.join(ws.root, "got.npy")),
-                               want), "d read back wrong after the prefetch")
         n2, by2 = requests(s1, s2)
         T.check(by2.get("get", 0) == 0, "reading all of d after the "
                 "prefetch cost %d GETs (%s)" % (by2.get("get", 0), by2))
-        notes.append("one row: %d requests (%s), then all of d: %d (%s)"
-                     % (n1, by1, n2, by2))
+        notes.append("one row, kept open: %d requests (%s), then all of "
+                     "d: %d (%s)" % (n1, by1, n2, by2))
         # an r+ handle's reads start nothing
         ws.remount()
         code = ("import sys, h5py\n"
@@ -638,6 +666,24 @@ def whole_file(binary):
         st = settled(ws)
         T.check(st.get("whole.files", 0) == 0, "a read through an r+ "
                 "handle started a whole-file prefetch")
+        # the last close stops it; the next read begins it again
+        ws.mount.stop()
+        ws.mount.opts = "fault=delay_ms=300"
+        ws.mount.start()
+        for rnd in range(2):
+            s0 = T.mount_stats(ws)
+            subprocess.run(read_row_argv(ws.m(P), 37 + rnd), check=True,
+                           capture_output=True, timeout=300)
+            s1 = settled(ws)
+            n, by = requests(s0, s1)
+            T.check(s1.get("whole.files", 0) == rnd + 1, "read %d after "
+                    "a close: %s whole-file prefetches, want %d"
+                    % (rnd, s1.get("whole.files"), rnd + 1))
+            T.check(by.get("get", 0) < 48, "read %d of one row and exit: "
+                    "%d GETs (%s); the prefetch went on after the last "
+                    "close" % (rnd, by.get("get", 0), by))
+            notes.append("delayed, read one row and exit %d: %d GETs"
+                         % (rnd, by.get("get", 0)))
         # with a disk tier: filled by one mount's prefetch, it answers
         # the next mount's (each block there at once, in the prefetch's
         # own call) with no GET
@@ -645,10 +691,7 @@ def whole_file(binary):
         ws.mount.opts = "cache_dir=" + os.path.join(ws.root, "dcache")
         for rnd in range(2):
             ws.mount.start()
-            s0 = T.mount_stats(ws)
-            subprocess.run(read_row_argv(ws.m(P), 37), check=True,
-                           capture_output=True, timeout=300)
-            s1 = settled(ws)
+            s0, s1 = row_held(ws, 37)
             n, by = requests(s0, s1)
             T.check(s1.get("whole.files", 0) == 1, "cache_dir, mount %d: "
                     "no whole-file prefetch" % rnd)
@@ -658,12 +701,7 @@ def whole_file(binary):
             ws.mount.stop()
         notes.append("cache_dir, second mount: one row %d requests" % n)
         ws.mount.start()
-        out = subprocess.run(read_d, check=True, capture_output=True,
-                             timeout=300).stdout
-        with open(os.path.join(ws.root, "got.npy"), "wb") as o:
-            o.write(out)
-        T.check(np.array_equal(np.load(os.path.join(ws.root, "got.npy")),
-                               want), "d read back wrong from the disk tier")
+        check_d("from the disk tier")
         ws.stop()
     for opts, why in (("cache_size=16M", "over the limit"),
                       ("prefetch_whole=0", "prefetch_whole=0")):
@@ -671,10 +709,7 @@ def whole_file(binary):
             ws.start()
             make_chunked(ws.m(P))
             ws.remount()
-            s0 = T.mount_stats(ws)
-            subprocess.run(read_row_argv(ws.m(P), 37), check=True,
-                           capture_output=True, timeout=300)
-            s1 = settled(ws)
+            s0, s1 = row_held(ws, 37)
             n, by = requests(s0, s1)
             T.check(s1.get("whole.files", 0) == 0 and n <= 4,
                     "%s: a cold read of one row started a whole-file "
