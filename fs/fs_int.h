@@ -434,6 +434,16 @@ size_t fs_version_map(const struct fs_version *v, uint64_t off, uint64_t len,
 int fs_version_object(const struct fs_version *v, const struct h5m_piece *pc,
 		      char *key, size_t keysz, uint64_t *obj_size);
 
+/* Where a program reading v in file order up to `end` (a file offset)
+ * stops being in the dataset it reads: at most `want`, and not past the
+ * data of the dataset the read's last bytes (or, if those are metadata,
+ * the next object's) belong to; `end` if only metadata follows.  A
+ * program reading one dataset in file order would otherwise be
+ * prefetched the next dataset's chunks at the end of it, which it may
+ * never read.  Thread-safe. */
+uint64_t fs_version_dataset_end(const struct fs_version *v, uint64_t end,
+				uint64_t want);
+
 /* Cache version of v's objects (fs_cache_get's `ver`): NULL for chunk
  * objects, which are immutable (their keys change with every commit); the
  * ETag for a plain object, which is rewritten at its key. */

@@ -175,8 +175,7 @@ void fs_whole_start(struct fs_ctx *ctx, struct fs_version *v, uint64_t off,
 		    uint64_t end)
 {
 	struct fs_whole *w = ctx->whole;
-	uint64_t run_end = v->size;
-	size_t i;
+	uint64_t run_end;
 
 	if (!w || !v->man || v->size > ctx->cfg.prefetch_whole ||
 	    __atomic_load_n(&v->whole, __ATOMIC_ACQUIRE))
@@ -188,9 +187,7 @@ void fs_whole_start(struct fs_ctx *ctx, struct fs_version *v, uint64_t off,
 		return;
 	}
 	/* the dataset the read is in, from the read on, comes first */
-	i = h5m_extent_find(v->man, end ? end - 1 : 0);
-	if (i < h5m_extent_count(v->man))
-		run_end = h5m_dataset_run_end(v->man, i, v->size);
+	run_end = fs_version_dataset_end(v, end, v->size);
 	if (run_end < end)
 		run_end = end;
 	fs_version_get(v);

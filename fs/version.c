@@ -781,13 +781,8 @@ static void prefetch(struct fs_ctx *ctx, struct fs_version *v, uint64_t off,
 	}
 }
 
-/* Where readahead after a read ending at `end` stops: at most `want`, and
- * not past the data of the dataset the read's last bytes (or, if those are
- * metadata, the next object's) belong to.  A program reading one dataset
- * in file order would otherwise prefetch the window's worth of the next
- * dataset's chunks at the end of it, which it may never read. */
-static uint64_t readahead_stop(const struct fs_version *v, uint64_t end,
-			       uint64_t want)
+uint64_t fs_version_dataset_end(const struct fs_version *v, uint64_t end,
+				uint64_t want)
 {
 	size_t i;
 
@@ -824,7 +819,7 @@ static bool run_long_enough(const struct fs_version *v, uint64_t start,
 
 /* Grow or reset the readahead window of fh after a read of [off, end) of
  * version v and return the range to prefetch in *ra_off and *ra_end (empty
- * if none), clipped to the dataset being read (readahead_stop). */
+ * if none), clipped to the dataset being read (fs_version_dataset_end). */
 static void readahead_plan(struct fs_ctx *ctx, struct fs_handle *fh,
 			   const struct fs_version *v, uint64_t off,
 			   uint64_t end, uint64_t *ra_off, uint64_t *ra_end)
@@ -860,7 +855,8 @@ static void readahead_plan(struct fs_ctx *ctx, struct fs_handle *fh,
 	if (fh->ra_window) {
 		uint64_t from = fh->ra_until > end ? fh->ra_until : end;
 
-		uint64_t stop = readahead_stop(v, end, end + fh->ra_window);
+		uint64_t stop =
+			fs_version_dataset_end(v, end, end + fh->ra_window);
 
 		if (stop > from) {
 			*ra_off = from;
