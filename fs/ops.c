@@ -922,14 +922,14 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	(void)ino;
 	pthread_mutex_lock(&in->lock);
 	last = in->opens == 1;
-	if (last && in->stage) {
+	if (in->opens == 1 && in->stage) {
 		/* Last close: commit what is left, then drop the stage unless
 		 * the commit failed (then it stays in the spool). */
 		if (commit_if_dirty_locked(ctx, in) == 0 &&
 		    (!in->stage->dirty || in->unlinked))
 			fs_stage_drop(in, NULL);
 	}
-	if (in->opens == 1) { /* again: after the commit */
+	if (in->opens == 1) {
 		doomed = in->doomed;
 		in->doomed = NULL;
 	}

@@ -15,10 +15,11 @@
  * leave the store busy with the rest; a later read begins it again,
  * skipping what is cached.  One file at a time per mount: a file whose
  * first data read comes while another is being prefetched gets the
- * readahead only.  At most cfg.threads blocks are asked for at once, so a
- * program's own reads wait behind at most one request per pool
- * connection, and the memory held by blocks in flight is bounded; what
- * arrives is under the cache's budget like any block.
+ * readahead only.  At most
+ * cfg.threads blocks are asked for at once, so a program's own reads wait
+ * behind at most one request per pool connection, and the memory held by
+ * blocks in flight is bounded; what arrives is under the cache's budget
+ * like any block.
  */
 #include <errno.h>
 #include <pthread.h>
